@@ -1,0 +1,301 @@
+//! The command line: clap derive, one help heading per group, every flag also an env var.
+//!
+//! Env vars are named `CACERTS_SYNC_<FLAG>` (upper snake case), so a Helm chart or a CronJob can configure
+//! everything without a shell. The groups are flattened into the subcommands that use them, kubert-style.
+//! Parsing stops here: [`crate::config`] turns these values into one validated configuration.
+
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Keep an Istio mesh's plug-in CA (the `cacerts` Secret) in step with Azure Key Vault.
+///
+/// Exit codes: 0 success · 1 transient failure · 2 usage/configuration error ·
+/// 3 invalid or inconsistent material (nothing written) · 4 authentication or permission failure.
+#[derive(Debug, Parser)]
+#[command(name = "cacerts-sync", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format. The filter comes from RUST_LOG (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CACERTS_SYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One pass: fetch the four secrets, validate them, write `cacerts` if they changed, restart istiod if the
+    /// root changed.
+    Sync(SyncArgs),
+    /// Stay up and run sync passes on a schedule; repair `cacerts` when it drifts; serve health and metrics.
+    Watch(WatchArgs),
+    /// Restart istiod when the root bundle in `cacerts` changed (for clusters where something else syncs it).
+    CheckRoot(CheckRootArgs),
+    /// Print every certificate, the fingerprints and a verdict for plug-in CA material, without writing anything.
+    Inspect(InspectArgs),
+}
+
+/// Where the material comes from.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Source")]
+pub struct SourceArgs {
+    /// Key Vault URL, e.g. https://myvault.vault.azure.net
+    #[arg(long, env = "CACERTS_SYNC_VAULT_URL", conflicts_with = "source")]
+    pub vault_url: Option<String>,
+
+    /// Read the material from somewhere other than Key Vault: `dir:PATH` (a CSI driver mount or a
+    /// `cacerts`-style directory; files with or without `.pem`). `inspect` also takes `secret:NAMESPACE/NAME`.
+    #[arg(long, env = "CACERTS_SYNC_SOURCE", value_name = "SPEC")]
+    pub source: Option<String>,
+
+    /// Key Vault secret holding the root bundle.
+    #[arg(long, env = "CACERTS_SYNC_ROOT_CERT_NAME", default_value = "root-cert")]
+    pub root_cert_name: String,
+
+    /// Key Vault secret holding the intermediate (signing) certificate.
+    #[arg(long, env = "CACERTS_SYNC_CA_CERT_NAME", default_value = "ca-cert")]
+    pub ca_cert_name: String,
+
+    /// Key Vault secret holding the intermediate's private key.
+    #[arg(long, env = "CACERTS_SYNC_CA_KEY_NAME", default_value = "ca-key")]
+    pub ca_key_name: String,
+
+    /// Key Vault secret holding the chain from the intermediate up to the root.
+    #[arg(long, env = "CACERTS_SYNC_CERT_CHAIN_NAME", default_value = "cert-chain")]
+    pub cert_chain_name: String,
+
+    /// How to authenticate to Key Vault. `auto` picks workload identity, then a service principal, then managed
+    /// identity, then the Azure CLI, from the environment.
+    #[arg(long, value_enum, default_value_t = AuthMode::Auto, env = "CACERTS_SYNC_AUTH")]
+    pub auth: AuthMode,
+
+    /// Client ID of a user-assigned managed identity.
+    #[arg(long, env = "CACERTS_SYNC_MANAGED_IDENTITY_CLIENT_ID")]
+    pub managed_identity_client_id: Option<String>,
+
+    /// Do not require the Key Vault auth challenge's resource to match the vault's domain (private endpoints,
+    /// emulators). Same meaning as the option of this name in Azure's other SDKs.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DISABLE_CHALLENGE_RESOURCE_VERIFICATION")]
+    pub disable_challenge_resource_verification: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Auto,
+    WorkloadIdentity,
+    ManagedIdentity,
+    ClientSecret,
+    AzureCli,
+}
+
+/// How one pass validates and how long it may take.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Pass")]
+pub struct PassArgs {
+    /// Overall deadline for one pass (fetch, retries, write, restart).
+    #[arg(long, env = "CACERTS_SYNC_TIMEOUT", default_value = "2m")]
+    pub timeout: humantime::Duration,
+
+    /// How long to keep re-reading a torn (half-rotated) state before giving up with exit 3.
+    #[arg(long, env = "CACERTS_SYNC_CONSISTENCY_TIMEOUT", default_value = "60s")]
+    pub consistency_timeout: humantime::Duration,
+
+    /// Warn when a certificate expires within this window.
+    #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]
+    pub expiry_warning: humantime::Duration,
+}
+
+/// The `cacerts` Secret.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Target")]
+pub struct TargetArgs {
+    /// Namespace of the `cacerts` Secret and of the istiod Deployments (`aks-istio-system` on the AKS add-on).
+    #[arg(long, short = 'n', env = "CACERTS_SYNC_NAMESPACE", default_value = "istio-system")]
+    pub namespace: String,
+
+    /// Name of the Secret istiod reads.
+    #[arg(long, env = "CACERTS_SYNC_SECRET", default_value = "cacerts")]
+    pub secret: String,
+}
+
+/// Which istiod Deployments to restart when the root changes, and how.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Restart")]
+pub struct RestartArgs {
+    /// Label selector for istiod Deployments (every revision).
+    #[arg(long, env = "CACERTS_SYNC_ISTIOD_SELECTOR", default_value = "app=istiod", conflicts_with = "istiod_deployment")]
+    pub istiod_selector: String,
+
+    /// Restart exactly these Deployments instead of a selector (repeatable).
+    #[arg(long, env = "CACERTS_SYNC_ISTIOD_DEPLOYMENT", value_delimiter = ',')]
+    pub istiod_deployment: Vec<String>,
+
+    /// Restart istiod even when no root fingerprint was recorded yet and `cacerts` already existed.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_RESTART_ON_FIRST_RUN")]
+    pub restart_on_first_run: bool,
+
+    /// Wait for each restarted rollout to finish.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_WAIT")]
+    pub wait: bool,
+
+    /// How long `--wait` waits for each rollout.
+    #[arg(long, env = "CACERTS_SYNC_WAIT_TIMEOUT", default_value = "5m")]
+    pub wait_timeout: humantime::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub restart: RestartArgs,
+
+    /// Write the `cacerts` file layout into a directory instead of the Secret (`dir:PATH`), for an istiod that runs
+    /// outside Kubernetes.
+    #[arg(long = "target", env = "CACERTS_SYNC_TARGET", value_name = "SPEC", help_heading = "Target")]
+    pub target_spec: Option<String>,
+
+    /// Refuse to take over a `cacerts` Secret that cacerts-sync did not create.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
+    pub no_adopt: bool,
+
+    /// Do everything but write: print what would change.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
+    pub dry_run: bool,
+
+    /// Never restart istiod, even when the root changed.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
+    pub no_restart: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub restart: RestartArgs,
+
+    /// Refuse to take over a `cacerts` Secret that cacerts-sync did not create.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
+    pub no_adopt: bool,
+
+    /// Never restart istiod, even when the root changed.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
+    pub no_restart: bool,
+
+    /// Time between passes.
+    #[arg(long, env = "CACERTS_SYNC_INTERVAL", default_value = "2m", conflicts_with = "schedule", help_heading = "Schedule")]
+    pub interval: humantime::Duration,
+
+    /// Cron expression for passes instead of an interval (5-field standard form or 6/7-field with seconds), UTC.
+    #[arg(long, env = "CACERTS_SYNC_SCHEDULE", help_heading = "Schedule")]
+    pub schedule: Option<String>,
+
+    /// Random delay of up to this much added to each pass, so a fleet does not hit one vault in the same second.
+    #[arg(long, env = "CACERTS_SYNC_JITTER", default_value = "10s", help_heading = "Schedule")]
+    pub jitter: humantime::Duration,
+
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "CACERTS_SYNC_ADMIN_ADDR", default_value = "0.0.0.0:8080", help_heading = "Admin")]
+    pub admin_addr: SocketAddr,
+
+    /// Elect a leader through a coordination.k8s.io Lease so several replicas are safe; only the leader writes.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_LEADER_ELECTION", help_heading = "Leader election")]
+    pub leader_election: bool,
+
+    /// Name of the Lease (in the target namespace).
+    #[arg(long, env = "CACERTS_SYNC_LEASE_NAME", default_value = "cacerts-sync", help_heading = "Leader election")]
+    pub lease_name: String,
+
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it runs out.
+    #[arg(long, env = "CACERTS_SYNC_LEASE_DURATION", default_value = "15s", help_heading = "Leader election")]
+    pub lease_duration: humantime::Duration,
+
+    /// Identity of this replica in the Lease (default: POD_NAME, else the hostname).
+    #[arg(long, env = "POD_NAME", help_heading = "Leader election")]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckRootArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub restart: RestartArgs,
+
+    /// Overall deadline.
+    #[arg(long, env = "CACERTS_SYNC_TIMEOUT", default_value = "2m")]
+    pub timeout: humantime::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Warn when a certificate expires within this window.
+    #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]
+    pub expiry_warning: humantime::Duration,
+
+    /// Overall deadline.
+    #[arg(long, env = "CACERTS_SYNC_TIMEOUT", default_value = "2m")]
+    pub timeout: humantime::Duration,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text, env = "CACERTS_SYNC_OUTPUT")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var_named_after_it() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let env = arg.get_env().unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));
+                let env = env.to_string_lossy();
+                if id == "identity" {
+                    assert_eq!(env, "POD_NAME");
+                    continue;
+                }
+                let long = arg.get_long().unwrap_or_else(|| panic!("{id} has no long flag"));
+                let expected = format!("CACERTS_SYNC_{}", long.to_uppercase().replace('-', "_"));
+                assert_eq!(env, expected, "env var of {} --{long}", sub.get_name());
+            }
+        }
+    }
+}

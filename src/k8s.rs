@@ -1,0 +1,133 @@
+//! The Kubernetes side's shared pieces: the client, error classification, names and Events.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::error::{Classify, FailureClass};
+
+/// Field manager and Event reporter name.
+pub const MANAGER: &str = "cacerts-sync";
+/// Label cacerts-sync puts on the Secrets it manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Annotation prefix for everything cacerts-sync records on objects.
+pub const ANNOTATION_PREFIX: &str = "cacerts-sync.io/";
+/// The root fingerprint a Secret holds, or an istiod Deployment was last (re)started for.
+pub const ROOT_FINGERPRINT_ANNOTATION: &str = "cacerts-sync.io/root-fingerprint";
+/// The pod-template annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// A failed Kubernetes call, with what we were doing.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action}: {}", describe(.source))]
+pub struct KubeError {
+    pub action: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+impl KubeError {
+    pub fn new(action: impl Into<String>, source: kube::Error) -> Self {
+        Self { action: action.into(), source }
+    }
+
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        status(&self.source)
+    }
+}
+
+/// The HTTP status of an API error (`None` for transport and config errors).
+pub fn status(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn describe(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) => {
+            let hint = match s.code {
+                401 => " (the API server rejected our credentials)",
+                403 => " (grant the missing verb in the cacerts-sync Role)",
+                _ => "",
+            };
+            format!("{} {}: {}{hint}", s.code, s.reason, s.message)
+        }
+        other => crate::error::chain(other),
+    }
+}
+
+impl Classify for KubeError {
+    fn class(&self) -> FailureClass {
+        match &self.source {
+            kube::Error::Api(s) => match s.code {
+                401 | 403 => FailureClass::Auth,
+                400 | 404 | 422 => FailureClass::Usage,
+                _ => FailureClass::Transient,
+            },
+            kube::Error::Auth(_) => FailureClass::Auth,
+            kube::Error::InferConfig(_) | kube::Error::InferKubeconfig(_) => FailureClass::Usage,
+            _ => FailureClass::Transient,
+        }
+    }
+}
+
+/// Builds a client from `KUBECONFIG`/`~/.kube/config`, or the in-cluster service account.
+pub async fn client() -> Result<kube::Client, KubeError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| KubeError::new("load a kubeconfig or the in-cluster config", kube::Error::InferConfig(e)))?;
+    kube::Client::try_from(config).map_err(|e| KubeError::new("create the Kubernetes client", e))
+}
+
+/// Publishes Kubernetes Events. Events are best effort: a failure is logged, never fatal.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl Events {
+    pub fn new(client: kube::Client) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Self { recorder: Recorder::new(client, reporter) }
+    }
+
+    /// Publishes a Normal event. `note` must never contain secret bytes.
+    pub async fn normal(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.publish(regarding, EventType::Normal, reason, action, note).await;
+    }
+
+    /// Publishes a Warning event. `note` must never contain secret bytes.
+    pub async fn warning(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.publish(regarding, EventType::Warning, reason, action, note).await;
+    }
+
+    async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, mut note: String) {
+        // The Events API caps the note at 1 kB.
+        if note.len() > 1000 {
+            let mut cut = 997;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(reason, error = %crate::error::chain(&error), "failed to publish Kubernetes event");
+        }
+    }
+}
+
+/// An ObjectReference for an object we know by kind and name (events can be published before the object exists).
+pub fn reference(api_version: &str, kind: &str, namespace: &str, name: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid,
+        ..Default::default()
+    }
+}

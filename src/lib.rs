@@ -1,0 +1,29 @@
+//! cacerts-sync keeps an Istio mesh's plug-in CA in step with Azure Key Vault.
+//!
+//! ```text
+//! Key Vault ─fetch─▶ bundle::validate ─▶ cacerts Secret ─root changed?─▶ istiod rollout restart
+//! ```
+//!
+//! - [`cli`] parses flags (each also an env var) and [`config`] validates them into one configuration.
+//! - [`source`] fetches the four values: Key Vault through the official SDK, or a directory.
+//! - [`bundle`] is pure: it parses, validates and fingerprints the material against an injected "now".
+//! - [`sink`] writes the `cacerts` Secret (or a directory) only when the content differs.
+//! - [`restart`] rolls every istiod Deployment once per root fingerprint.
+//! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
+//!   metrics).
+//! - [`error`] classifies failures into the exit codes every subcommand shares.
+
+pub mod admin;
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod k8s;
+pub mod metrics;
+pub mod restart;
+pub mod run;
+pub mod sink;
+pub mod source;
+pub mod sync;
+pub mod telemetry;

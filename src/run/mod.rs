@@ -1,0 +1,36 @@
+//! Runs a subcommand and maps its outcome to an exit code: one-shot commands in [`once`], the long-lived
+//! loop in [`watch`].
+
+pub mod once;
+pub mod watch;
+
+use crate::cli::{Cli, Command};
+use crate::error::exit;
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn main(cli: Cli) -> u8 {
+    let outcome = match cli.command {
+        Command::Sync(args) => match crate::config::SyncConfig::from_args(&args) {
+            Ok(config) => once::sync(config).await,
+            Err(e) => usage(e),
+        },
+        Command::CheckRoot(args) => match crate::config::CheckRootConfig::from_args(&args) {
+            Ok(config) => once::check_root(config).await,
+            Err(e) => usage(e),
+        },
+        Command::Inspect(args) => match crate::config::InspectConfig::from_args(&args) {
+            Ok(config) => once::inspect(config).await,
+            Err(e) => usage(e),
+        },
+        Command::Watch(args) => match crate::config::WatchConfig::from_args(&args) {
+            Ok(config) => watch::run(config).await,
+            Err(e) => usage(e),
+        },
+    };
+    outcome
+}
+
+fn usage(error: crate::config::ConfigError) -> u8 {
+    tracing::error!(error = %crate::error::chain(&error), "invalid configuration");
+    exit::USAGE
+}

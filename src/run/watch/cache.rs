@@ -1,0 +1,183 @@
+//! Watch mode's view of Kubernetes: a watch on the one `cacerts` Secret and on the istiod Deployments, each
+//! feeding a reflector store, so a pass reads the cluster from memory instead of polling.
+//!
+//! Costs and permissions: after the initial LIST of each, the API server pushes changes over two long-lived
+//! watches (`secrets` with `fieldSelector=metadata.name=<secret>`, `deployments` with the istiod label
+//! selector, or every Deployment of the namespace filtered by name for `--istiod-deployment`). That needs
+//! `list` and `watch` on both. The watcher uses the classic LIST-then-WATCH strategy (kube's default,
+//! `InitialListStrategy::ListWatch`), not streaming lists, so any API server version works.
+//!
+//! Only the Secret and the istiod Deployments are stored, with `managedFields` dropped, so memory stays flat.
+//! While a watch is failing or relisting, its store is marked not synced and passes fall back to GET/LIST.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tokio::sync::Notify;
+
+use crate::config::IstiodSelector;
+use crate::sync::Known;
+
+/// One watched kind: its store and whether the store reflects a completed LIST.
+struct Watched<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+}
+
+/// The watch caches of the Secret and the istiod Deployments.
+pub struct Cache {
+    namespace: String,
+    secret_name: String,
+    secret: Watched<Secret>,
+    deployments: Option<Watched<Deployment>>,
+    /// Notified on every change to the Secret (and when its store becomes synced).
+    secret_changed: Arc<Notify>,
+    /// Notified whenever a store becomes synced.
+    synced_changed: Arc<Notify>,
+}
+
+impl Cache {
+    /// Starts the watches in background tasks. `istiod`: `None` when restarts are off (no Deployment watch).
+    pub fn start(client: kube::Client, namespace: &str, secret: &str, istiod: Option<&IstiodSelector>) -> Self {
+        let secret_changed = Arc::new(Notify::new());
+        let synced_changed = Arc::new(Notify::new());
+        let secret_config = watcher::Config::default().fields(&format!("metadata.name={secret}"));
+        let secret_watch = spawn_watch(
+            Api::<Secret>::namespaced(client.clone(), namespace),
+            secret_config,
+            |_| true,
+            vec![secret_changed.clone()],
+            synced_changed.clone(),
+            format!("secret {namespace}/{secret}"),
+        );
+        let deployments = istiod.map(|selector| {
+            let api = Api::<Deployment>::namespaced(client, namespace);
+            match selector {
+                IstiodSelector::Label(labels) => spawn_watch(
+                    api,
+                    watcher::Config::default().labels(labels),
+                    |_| true,
+                    vec![],
+                    synced_changed.clone(),
+                    format!("istiod deployments in {namespace} ({labels})"),
+                ),
+                IstiodSelector::Names(names) => {
+                    let names = names.clone();
+                    spawn_watch(
+                        api,
+                        watcher::Config::default(),
+                        move |d: &Deployment| d.metadata.name.as_ref().is_some_and(|n| names.contains(n)),
+                        vec![],
+                        synced_changed.clone(),
+                        format!("istiod deployments in {namespace} (by name)"),
+                    )
+                }
+            }
+        });
+        Self {
+            namespace: namespace.into(),
+            secret_name: secret.into(),
+            secret: secret_watch,
+            deployments,
+            secret_changed,
+            synced_changed,
+        }
+    }
+
+    /// Completes when the Secret changed (a permit is kept if nobody waits, so no change is missed).
+    pub async fn secret_changed(&self) {
+        self.secret_changed.notified().await;
+    }
+
+    /// Completes when a store became synced.
+    pub async fn synced_changed(&self) {
+        self.synced_changed.notified().await;
+    }
+
+    /// Whether every store reflects a completed LIST.
+    pub fn is_synced(&self) -> bool {
+        self.secret.synced.load(Ordering::Acquire) && self.deployments.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
+    }
+
+    /// The Secret as last seen: `None` if the store is not synced, `Some(None)` if it does not exist.
+    pub fn secret(&self) -> Option<Option<Secret>> {
+        if !self.secret.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let key = ObjectRef::<Secret>::new(&self.secret_name).within(&self.namespace);
+        Some(self.secret.store.get(&key).map(|s| (*s).clone()))
+    }
+
+    /// What a pass may use instead of reading the API server.
+    pub fn known(&self) -> Known {
+        let deployments = self.deployments.as_ref().filter(|d| d.synced.load(Ordering::Acquire)).map(|d| {
+            let mut list: Vec<Deployment> = d.store.state().iter().map(|d| (**d).clone()).collect();
+            list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            list
+        });
+        Known { secret: self.secret(), deployments }
+    }
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    keep: impl Fn(&K) -> bool + Send + 'static,
+    on_change: Vec<Arc<Notify>>,
+    on_synced: Arc<Notify>,
+    what: String,
+) -> Watched<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    let synced = Arc::new(AtomicBool::new(false));
+    let flag = synced.clone();
+    tokio::spawn(async move {
+        // The default backoff spaces out relists after errors (no hot loop on a 403 or an outage).
+        let mut events = pin!(watcher(api, config).default_backoff());
+        let mut failing = false;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(watch = %what, error = %crate::error::chain(&error), "watch failed; retrying with backoff (passes read the API server meanwhile)");
+                    }
+                    failing = true;
+                    flag.store(false, Ordering::Release);
+                    continue;
+                }
+            };
+            failing = false;
+            let relevant = match &event {
+                watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => keep(o),
+                watcher::Event::Init | watcher::Event::InitDone => true,
+            };
+            if !relevant {
+                continue;
+            }
+            // managedFields can be larger than the object itself and no decision reads them.
+            let event = event.modify(|o| o.meta_mut().managed_fields = None);
+            writer.apply_watcher_event(&event);
+            match event {
+                watcher::Event::InitDone => {
+                    tracing::debug!(watch = %what, "watch cache synced");
+                    flag.store(true, Ordering::Release);
+                    on_synced.notify_one();
+                    on_change.iter().for_each(|n| n.notify_one());
+                }
+                watcher::Event::Apply(_) | watcher::Event::Delete(_) => on_change.iter().for_each(|n| n.notify_one()),
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            }
+        }
+    });
+    Watched { store, synced }
+}

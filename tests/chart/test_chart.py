@@ -1,0 +1,589 @@
+"""Chart tests with real Helm (helm-python-sdk → Helm's Go SDK): lint, schema, and the rendered objects.
+
+Run: python3 -m pytest tests/chart -q
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+import render
+
+VAULT = "https://contoso-mesh-ca.vault.azure.net"
+BASE: dict[str, Any] = {"vaultUrl": VAULT}
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def objects(values: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
+    return render.render_objects(values if values is not None else BASE, **kw)
+
+
+def kinds(objs: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["kind"] for o in objs)
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objs if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {kinds(objs)}"
+    return found[0]
+
+
+def pod_spec(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    for o in objs:
+        if o["kind"] == "CronJob":
+            return o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        if o["kind"] == "Deployment":
+            return o["spec"]["template"]["spec"]
+    raise AssertionError(f"no workload in {kinds(objs)}")
+
+
+def pod_labels(objs: list[dict[str, Any]]) -> dict[str, str]:
+    for o in objs:
+        if o["kind"] == "CronJob":
+            return o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        if o["kind"] == "Deployment":
+            return o["spec"]["template"]["metadata"]["labels"]
+    raise AssertionError(f"no workload in {kinds(objs)}")
+
+
+def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (c,) = pod_spec(objs)["containers"]
+    return c
+
+
+def args(values: dict[str, Any]) -> list[str]:
+    return container(objects(values))["args"]
+
+
+def env(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e for e in container(objs)["env"]}
+
+
+def rules(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return one(objs, "Role")["rules"]
+
+
+def verbs_for(objs: list[dict[str, Any]], group: str, resource: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(verbs, resourceNames) of every rule that grants on group/resource."""
+    return [
+        (tuple(r["verbs"]), tuple(r.get("resourceNames", ())))
+        for r in rules(objs)
+        if group in r["apiGroups"] and resource in r["resources"]
+    ]
+
+
+def granted(objs: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {v for verbs, _ in verbs_for(objs, group, resource) for v in verbs}
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    render._deep_merge(out, copy.deepcopy(override))
+    return out
+
+
+VALUES_FILES = render.values_files()
+VALUES_IDS = [f.stem for f in VALUES_FILES]
+
+
+# ---------------------------------------------------------------------------------------------- lint
+
+
+def test_helm_sdk_is_the_real_go_helm_v4() -> None:
+    assert helm.helm_sdk_version().startswith("v4.")
+
+
+def test_chart_is_lint_clean_in_strict_mode_with_default_values() -> None:
+    report = render.lint({})
+    assert report["total_charts_linted"] == 1
+    assert render.lint_findings(report) == []
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
+def test_chart_is_lint_clean_in_strict_mode_with_each_values_file(values_file: Path) -> None:
+    assert render.lint_findings(render.lint(render.load_values(values_file))) == []
+
+
+def test_strict_lint_reports_a_misspelled_value() -> None:
+    findings = render.lint_findings(render.lint({"valtUrl": VAULT}))
+    assert any("valtUrl" in f for f in findings), findings
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def test_schema_rejects_a_misspelled_top_level_value() -> None:
+    with pytest.raises(helm.HelmValuesError, match="valtUrl"):
+        objects({"valtUrl": VAULT})
+
+
+def test_schema_rejects_a_misspelled_nested_value() -> None:
+    with pytest.raises(helm.HelmValuesError, match="replica"):
+        objects({**BASE, "mode": "watch", "watch": {"replica": 2}})
+
+
+def test_schema_rejects_a_value_of_the_wrong_type() -> None:
+    with pytest.raises(helm.HelmValuesError, match="replicas"):
+        objects({**BASE, "mode": "watch", "watch": {"replicas": "3"}})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mode": "daemon"},
+        {"auth": "password"},
+        {"logFormat": "xml"},
+        {"vaultUrl": "contoso.vault.azure.net"},
+        {"timeout": "two minutes!"},
+        {"azure": {"workloadIdentity": {"clientId": "not-a-guid"}}},
+        {"watch": {"leaderElection": "sometimes"}},
+        {"securityContext": {"readOnlyRootFilesystem": "yes"}},
+    ],
+    ids=["mode", "auth", "log-format", "vault-url-scheme", "duration", "client-id", "leader-election", "bool"],
+)
+def test_schema_rejects_invalid_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        objects(merged(BASE, bad))
+
+
+def test_schema_requires_additional_properties_false_on_every_chart_owned_object() -> None:
+    schema = yaml.safe_load((render.CHART / "values.schema.json").read_text())
+    # Free-form Kubernetes structures the chart passes through verbatim; the Rust manifest test checks them
+    # against k8s-openapi after rendering.
+    passthrough = {"global", "valueFrom", "nodeAffinity", "podAffinity", "podAntiAffinity"}
+    open_objects: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is not False:
+            open_objects.append(path)
+        for key, sub in node.get("properties", {}).items():
+            if key not in passthrough:
+                walk(sub, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema, "$")
+    assert open_objects == []
+
+
+def test_every_value_in_values_yaml_is_documented() -> None:
+    lines = (render.CHART / "values.yaml").read_text().splitlines()
+    undocumented: list[str] = []
+    # (indent, documented) of the enclosing keys: the contents of a documented map value (the default
+    # securityContext, resources, ...) are covered by that value's description.
+    stack: list[tuple[int, bool]] = []
+    for n, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):(.*)$", line)
+        if not m:
+            continue
+        indent, key, rest = m.groups()
+        while stack and stack[-1][0] >= len(indent):
+            stack.pop()
+        k = n - 1
+        block: list[str] = []
+        while k >= 0 and lines[k].strip().startswith("#"):
+            block.append(lines[k].strip())
+            k -= 1
+        documented = any(c.startswith("# --") for c in block)
+        is_parent = rest.strip() == "" and n + 1 < len(lines) and lines[n + 1].startswith(indent + "  ")
+        if not documented and not is_parent and not any(d for _, d in stack):
+            undocumented.append(key)
+        stack.append((len(indent), documented))
+    assert undocumented == []
+
+
+# ---------------------------------------------------------------------------------------------- kinds
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
+def test_every_object_carries_the_recommended_labels(values_file: Path) -> None:
+    objs = objects(render.load_values(values_file))
+    assert objs
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/component",
+            "helm.sh/chart",
+        ):
+            assert labels.get(key), f"{o['kind']} lacks {key}"
+
+
+def test_cron_mode_is_the_default_and_renders_a_cronjob_with_its_rbac() -> None:
+    assert kinds(objects(BASE)) == ["CronJob", "Role", "RoleBinding", "ServiceAccount"]
+
+
+def test_watch_mode_renders_a_deployment_and_a_metrics_service() -> None:
+    assert kinds(objects({**BASE, "mode": "watch"})) == ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+
+
+def test_watch_mode_with_monitoring_adds_a_service_monitor_and_a_pdb() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "watch-ha.yaml"))
+    assert kinds(objs) == [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ]
+    sm = one(objs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "1m"}]
+    assert sm["spec"]["selector"]["matchLabels"] == one(objs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+
+
+def test_monitoring_objects_are_never_rendered_in_cron_mode() -> None:
+    objs = objects(merged(BASE, {"watch": {"serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True}}}))
+    assert kinds(objs) == ["CronJob", "Role", "RoleBinding", "ServiceAccount"]
+
+
+def test_rbac_and_service_account_can_be_left_to_the_user() -> None:
+    objs = objects({**BASE, "rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mesh-ca-syncer"}})
+    assert kinds(objs) == ["CronJob"]
+    assert pod_spec(objs)["serviceAccountName"] == "mesh-ca-syncer"
+
+
+# ---------------------------------------------------------------------------------------------- cron
+
+
+def test_cronjob_runs_sync_every_ten_minutes_without_overlap() -> None:
+    objs = objects(BASE)
+    cj = one(objs, "CronJob")["spec"]
+    assert cj["schedule"] == "*/10 * * * *"
+    assert cj["concurrencyPolicy"] == "Forbid"
+    assert cj["successfulJobsHistoryLimit"] == 3
+    assert cj["failedJobsHistoryLimit"] == 3
+    job = cj["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 2
+    # The deadline ends a stuck pass before the next tick would be skipped by Forbid.
+    assert 0 < job["activeDeadlineSeconds"] < 600
+    assert pod_spec(objs)["restartPolicy"] == "Never"
+    assert container(objs)["args"][:3] == ["--log-format=json", "sync", f"--vault-url={VAULT}"]
+
+
+def test_check_root_only_runs_check_root_with_target_and_restart_flags_only() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "cron-check-root.yaml"))
+    assert container(objs)["args"] == [
+        "--log-format=json",
+        "check-root",
+        "--timeout=3m",
+        "--namespace=istio-system",
+        "--secret=cacerts",
+        "--istiod-selector=app=istiod,istio.io/rev",
+        "--wait",
+        "--wait-timeout=10m",
+    ]
+    cj = one(objs, "CronJob")["spec"]
+    assert cj["schedule"] == "*/5 * * * *"
+    assert cj["timeZone"] == "Europe/Amsterdam"
+    assert one(objs, "CronJob")["metadata"]["labels"]["app.kubernetes.io/component"] == "check-root"
+
+
+def test_every_cron_value_maps_to_its_flag() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "cron-csi-dir.yaml"))
+    assert container(objs)["args"] == [
+        "--log-format=text",
+        "sync",
+        "--source=dir:/mnt/ca",
+        "--root-cert-name=mesh-root",
+        "--ca-cert-name=mesh-ca",
+        "--ca-key-name=mesh-ca-key",
+        "--cert-chain-name=mesh-chain",
+        "--auth=managed-identity",
+        "--managed-identity-client-id=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "--disable-challenge-resource-verification",
+        "--consistency-timeout=90s",
+        "--expiry-warning=45d",
+        "--timeout=3m",
+        "--namespace=istio-system",
+        "--secret=plugged-ca",
+        "--no-adopt",
+        "--dry-run",
+        "--istiod-deployment=istiod-asm-1-22",
+        "--istiod-deployment=istiod-asm-1-23",
+        "--restart-on-first-run",
+    ]
+    assert env(objs)["RUST_LOG"]["value"] == "info,cacerts_sync=debug"
+    assert env(objs)["SSL_CERT_FILE"]["value"] == "/etc/ssl/custom/ca.pem"
+    assert container(objs)["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    mounts = {m["name"]: m for m in container(objs)["volumeMounts"]}
+    assert mounts["ca"]["mountPath"] == "/mnt/ca"
+    assert one(objs, "CronJob")["spec"]["suspend"] is True
+
+
+# Each tool value, changed from its default, must change exactly one flag (and nothing else on the command line).
+ONE_FLAG = [
+    ({"vaultUrl": "https://other.vault.azure.net"}, "watch", "--vault-url=https://other.vault.azure.net"),
+    ({"rootCertName": "r"}, "cron", "--root-cert-name=r"),
+    ({"caCertName": "c"}, "cron", "--ca-cert-name=c"),
+    ({"caKeyName": "k"}, "cron", "--ca-key-name=k"),
+    ({"certChainName": "ch"}, "cron", "--cert-chain-name=ch"),
+    ({"auth": "azure-cli"}, "cron", "--auth=azure-cli"),
+    ({"managedIdentityClientId": "mi"}, "cron", "--managed-identity-client-id=mi"),
+    ({"disableChallengeResourceVerification": True}, "cron", "--disable-challenge-resource-verification"),
+    ({"timeout": "5m"}, "cron", "--timeout=5m"),
+    ({"consistencyTimeout": "2m"}, "cron", "--consistency-timeout=2m"),
+    ({"expiryWarning": "60d"}, "cron", "--expiry-warning=60d"),
+    ({"targetNamespace": "aks-istio-system"}, "cron", "--namespace=aks-istio-system"),
+    ({"secretName": "ca2"}, "cron", "--secret=ca2"),
+    ({"adopt": False}, "watch", "--no-adopt"),
+    ({"dryRun": True}, "cron", "--dry-run"),
+    ({"istiodSelector": "app=istiod,istio.io/rev=asm-1-23"}, "cron", "--istiod-selector=app=istiod,istio.io/rev=asm-1-23"),
+    ({"istiodDeployments": ["istiod"]}, "cron", "--istiod-deployment=istiod"),
+    ({"restartOnFirstRun": True}, "watch", "--restart-on-first-run"),
+    ({"restart": False}, "cron", "--no-restart"),
+    ({"wait": True}, "cron", "--wait"),
+    ({"waitTimeout": "1m"}, "cron", "--wait-timeout=1m"),
+    ({"logFormat": "text"}, "cron", "--log-format=text"),
+    ({"watch": {"interval": "30s"}}, "watch", "--interval=30s"),
+    ({"watch": {"schedule": "*/3 * * * *"}}, "watch", "--schedule=*/3 * * * *"),
+    ({"watch": {"jitter": "1s"}}, "watch", "--jitter=1s"),
+    ({"watch": {"adminPort": 9000}}, "watch", "--admin-addr=0.0.0.0:9000"),
+    # The Lease name always goes with --leader-election, so the flag and the Role's resourceNames come from
+    # one value; it is the only value that brings a second flag along.
+    ({"watch": {"leaderElection": True}}, "watch", "--leader-election --lease-name=cacerts-sync"),
+    ({"watch": {"leaderElection": True, "leaseName": "l"}}, "watch", "--lease-name=l"),
+    ({"watch": {"leaderElection": True, "leaseDuration": "30s"}}, "watch", "--lease-duration=30s"),
+]
+
+
+@pytest.mark.parametrize("change,mode,flag", ONE_FLAG, ids=[f for _, _, f in ONE_FLAG])
+def test_each_tool_value_maps_to_exactly_one_flag(change: dict[str, Any], mode: str, flag: str) -> None:
+    base = {**BASE, "mode": mode}
+    if "leaseName" in change.get("watch", {}) or "leaseDuration" in change.get("watch", {}):
+        base = merged(base, {"watch": {"leaderElection": True}})
+    before, after = args(base), args(merged(base, change))
+    added = [a for a in after if a not in before]
+    removed = [a for a in before if a not in after]
+    assert added == flag.split(" --", 1)[0:1] + ["--" + f for f in flag.split(" --")[1:]]
+    name = flag.split("=", 1)[0]
+    assert all(r.split("=", 1)[0] == name for r in removed), removed
+
+
+def test_log_level_is_passed_as_rust_log() -> None:
+    assert env(objects({**BASE, "logLevel": "debug"}))["RUST_LOG"] == {"name": "RUST_LOG", "value": "debug"}
+
+
+# ---------------------------------------------------------------------------------------------- watch
+
+
+def test_single_watch_replica_runs_without_leader_election() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "watch-single.yaml"))
+    a = container(objs)["args"]
+    assert a[1] == "watch"
+    assert "--leader-election" not in a
+    assert not any(x.startswith("--lease-") for x in a)
+    assert "--no-restart" in a and "--interval=5m" in a and "--jitter=30s" in a
+    assert one(objs, "Deployment")["spec"]["replicas"] == 1
+
+
+def test_more_than_one_replica_turns_leader_election_on() -> None:
+    a = args({**BASE, "mode": "watch", "watch": {"replicas": 2}})
+    assert "--leader-election" in a
+    assert "--lease-name=cacerts-sync" in a
+
+
+def test_leader_election_can_be_forced_on_for_one_replica() -> None:
+    assert "--leader-election" in args({**BASE, "mode": "watch", "watch": {"leaderElection": True}})
+
+
+def test_watch_pods_expose_probes_on_the_admin_port_and_know_their_identity() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "watch-ha.yaml"))
+    c = container(objs)
+    assert c["ports"] == [{"name": "admin", "containerPort": 9090, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert "--admin-addr=0.0.0.0:9090" in c["args"]
+    e = env(objs)
+    assert e["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert e["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    svc = one(objs, "Service")["spec"]
+    assert svc["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "admin", "protocol": "TCP"}]
+    assert svc["selector"] == one(objs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+
+
+def test_cron_pods_have_no_ports_probes_or_lease_identity() -> None:
+    c = container(objects(BASE))
+    assert "ports" not in c and "livenessProbe" not in c and "readinessProbe" not in c
+    assert set(env(objects(BASE))) == {"RUST_LOG"}
+
+
+# ---------------------------------------------------------------------------------------------- rbac
+
+
+def test_secret_access_is_limited_by_name_except_create() -> None:
+    objs = objects({**BASE, "secretName": "plugged-ca"})
+    assert sorted(verbs_for(objs, "", "secrets")) == [
+        (("create",), ()),
+        (("get", "update", "patch"), ("plugged-ca",)),
+    ]
+
+
+def test_watch_mode_also_lists_and_watches_only_the_named_secret() -> None:
+    objs = objects({**BASE, "mode": "watch"})
+    assert sorted(verbs_for(objs, "", "secrets")) == [
+        (("create",), ()),
+        (("get", "update", "patch", "list", "watch"), ("cacerts",)),
+    ]
+
+
+def test_check_root_may_only_read_the_secret() -> None:
+    objs = objects({"checkRootOnly": True})
+    assert verbs_for(objs, "", "secrets") == [(("get",), ("cacerts",))]
+    assert granted(objs, "apps", "deployments") == {"get", "list", "patch"}
+
+
+def test_istiod_deployments_are_read_listed_and_patched_and_watched_only_with_wait() -> None:
+    assert granted(objects(BASE), "apps", "deployments") == {"get", "list", "patch"}
+    assert granted(objects({**BASE, "wait": True}), "apps", "deployments") == {"get", "list", "patch", "watch"}
+
+
+def test_no_restart_drops_deployment_access() -> None:
+    assert granted(objects({**BASE, "restart": False}), "apps", "deployments") == set()
+
+
+def test_events_can_be_created_in_both_event_apis() -> None:
+    objs = objects(BASE)
+    assert granted(objs, "", "events") == {"create"}
+    assert granted(objs, "events.k8s.io", "events") == {"create", "patch"}
+
+
+def test_leases_are_granted_only_in_watch_mode_with_leader_election() -> None:
+    assert granted(objects(BASE), "coordination.k8s.io", "leases") == set()
+    assert granted(objects({**BASE, "mode": "watch"}), "coordination.k8s.io", "leases") == set()
+    objs = objects(render.load_values(render.VALUES_DIR / "watch-ha.yaml"))
+    assert sorted(verbs_for(objs, "coordination.k8s.io", "leases")) == [
+        (("create",), ()),
+        (("get", "update", "patch"), ("cacerts-sync-leader",)),
+    ]
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
+def test_rbac_has_no_wildcards_and_no_cluster_scope(values_file: Path) -> None:
+    objs = objects(render.load_values(values_file))
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in objs)
+    for rule in rules(objs):
+        for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in rule.get(field, [])
+        assert set(rule["verbs"]) <= {"get", "list", "watch", "create", "update", "patch"}
+        assert set(rule["resources"]) <= {"secrets", "deployments", "events", "leases"}
+
+
+def test_role_lives_in_the_istio_namespace_and_binds_the_release_service_account() -> None:
+    objs = objects({**BASE, "targetNamespace": "aks-istio-system"}, namespace="mesh-tools")
+    assert one(objs, "Role")["metadata"]["namespace"] == "aks-istio-system"
+    rb = one(objs, "RoleBinding")
+    assert rb["metadata"]["namespace"] == "aks-istio-system"
+    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": one(objs, "Role")["metadata"]["name"]}
+    sa = one(objs, "ServiceAccount")
+    assert sa["metadata"]["namespace"] == "mesh-tools"
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mesh-tools"}]
+    assert one(objs, "CronJob")["metadata"]["namespace"] == "mesh-tools"
+    assert "--namespace=aks-istio-system" in container(objs)["args"]
+
+
+# ---------------------------------------------------------------------------------------------- security
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
+def test_pods_run_non_root_read_only_without_capabilities(values_file: Path) -> None:
+    objs = objects(render.load_values(values_file))
+    spec = pod_spec(objs)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 65532
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is True
+    sc = container(objs)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    res = container(objs)["resources"]
+    assert res["requests"] == {"cpu": "10m", "memory": "32Mi"}
+    assert res["limits"] == {"memory": "64Mi"}
+
+
+# ---------------------------------------------------------------------------------------------- workload identity
+
+
+def test_workload_identity_annotates_the_service_account_and_labels_the_pods() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "cron-aks-workload-identity.yaml"))
+    sa = one(objs, "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": CLIENT_ID,
+        "azure.workload.identity/tenant-id": "66666666-7777-8888-9999-000000000000",
+    }
+    assert pod_labels(objs)["azure.workload.identity/use"] == "true"
+    assert "--auth=workload-identity" in container(objs)["args"]
+    assert "--namespace=aks-istio-system" in container(objs)["args"]
+
+
+def test_workload_identity_pod_label_is_set_in_watch_mode_too() -> None:
+    objs = objects(render.load_values(render.VALUES_DIR / "watch-single.yaml"))
+    assert pod_labels(objs)["azure.workload.identity/use"] == "true"
+    assert one(objs, "ServiceAccount")["metadata"]["annotations"]["azure.workload.identity/client-id"] == CLIENT_ID
+
+
+def test_without_workload_identity_nothing_azure_is_wired() -> None:
+    objs = objects(BASE)
+    assert "azure.workload.identity/use" not in pod_labels(objs)
+    assert "annotations" not in one(objs, "ServiceAccount")["metadata"]
+
+
+# ---------------------------------------------------------------------------------------------- render-time checks
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({}, "set vaultUrl"),
+        ({"vaultUrl": VAULT, "sourceDir": "/mnt/ca"}, "not both"),
+        ({**BASE, "mode": "watch", "checkRootOnly": True}, "checkRootOnly is a cron-mode option"),
+        ({**BASE, "mode": "watch", "dryRun": True}, "dryRun applies to `sync` only"),
+        ({**BASE, "mode": "watch", "watch": {"replicas": 2, "leaderElection": False}}, "needs leader election"),
+        ({**BASE, "istiodSelector": "app=istiod", "istiodDeployments": ["istiod"]}, "istiodSelector or istiodDeployments"),
+        ({**BASE, "mode": "watch", "watch": {"interval": "1m", "schedule": "* * * * *"}}, "interval or watch.schedule"),
+        ({**BASE, "serviceAccount": {"create": False}}, "needs serviceAccount.name"),
+    ],
+    ids=["no-source", "two-sources", "check-root-in-watch", "dry-run-in-watch", "ha-without-lease", "selector-and-names", "interval-and-schedule", "no-sa-name"],
+)
+def test_contradictory_values_fail_with_a_message_that_says_what_to_change(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        objects(values)
+
+
+# ---------------------------------------------------------------------------------------------- notes
+
+
+def test_notes_explain_how_to_check_a_cron_install() -> None:
+    text = render.notes(BASE)
+    assert "kubectl -n istio-system create job --from=cronjob/cacerts-sync cacerts-sync-manual-$(date +%s)" in text
+    assert "kubectl -n istio-system get secret cacerts -o jsonpath='{.metadata.annotations}'" in text
+    assert "kubectl -n istio-system logs job/" in text
+    assert "port-forward" not in text
+
+
+def test_notes_explain_metrics_in_watch_mode() -> None:
+    text = render.notes({**BASE, "mode": "watch"})
+    assert "kubectl -n istio-system port-forward deployment/cacerts-sync 8080:8080" in text
+    assert "/metrics" in text
+    assert "rollout status deployment/cacerts-sync" in text

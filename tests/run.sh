@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs
+#   1. every Rust test (unit, the Key Vault emulator and Kubernetes test server fidelity tests, end to end
+#      with the real binary, manifest parsing),
+#   2. the Helm chart tests with real Helm (helm-python-sdk bundles Helm's Go SDK).
+# The local servers the tests need (Key Vault + Entra emulator, Kubernetes API test server) are started
+# in-process by the tests themselves; nothing else has to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Local servers only: never send test traffic through a proxy.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
+export no_proxy="$NO_PROXY"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+echo "==> checking tools"
+need cargo || { echo "cargo is required (rustup toolchain)"; exit 1; }
+need openssl || apt_install openssl
+need python3 || apt_install python3 python3-pip
+if ! need kubectl; then
+  # The kubectl fidelity tests drive the Kubernetes test server with the real kubectl.
+  apt_install kubectl || apt_install kubernetes-client || { echo "kubectl is required for the kubectl fidelity tests"; exit 1; }
+fi
+
+echo "==> installing Python packages for the chart tests"
+python3 -m pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
+
+echo "==> Rust tests"
+cargo test --workspace --locked --no-fail-fast
+
+echo "==> Helm chart tests"
+python3 -m pytest tests/chart -q -p no:cacheprovider

@@ -3,7 +3,7 @@
 #
 #   docker build -t cacerts-sync:dev .
 #
-# The binary is built exactly as CI builds it (same command, see "static build" in docs/install.md):
+# The binary is built exactly as CI builds it (same command, see "Container image and static build" in README.md):
 #   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --bin cacerts-sync \
 #     --target "$(uname -m)-unknown-linux-gnu"
 # Static glibc needs no musl toolchain, and the whole TLS stack (rustls + aws-lc-rs) is linked in.

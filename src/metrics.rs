@@ -17,7 +17,7 @@
 //! | `cacerts_sync_self_heals_total` | counter | | times `cacerts` was restored from the last validated material after it was deleted or edited |
 //!
 //! `role` is the Secret key the certificate came from (`root-cert.pem`, `ca-cert.pem`, `cert-chain.pem`),
-//! `index` its 0-based PEM block in that key, `serial` lowercase hex.
+//! `index` its 0-based PEM block in that key, `serial` lowercase hex without leading zeros (as istiod logs it).
 //!
 //! With leader election only the leader runs passes, so pass, expiry and fingerprint series come from the
 //! leader; alert on them with `max` over the replicas (or join with `cacerts_sync_leader == 1`).

@@ -151,7 +151,7 @@ fn series(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         .collect()
 }
 
-/// (serial as lowercase hex without leading zero bytes, notAfter as Unix seconds) of every certificate in a PEM.
+/// (serial as lowercase hex without leading zeros, notAfter as Unix seconds) of every certificate in a PEM.
 fn certs(pem: &str) -> Vec<(String, i64)> {
     x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
         .map(|p| {
@@ -160,7 +160,8 @@ fn certs(pem: &str) -> Vec<(String, i64)> {
             let raw = cert.raw_serial();
             let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
             let serial: String = raw[start..].iter().map(|b| format!("{b:02x}")).collect();
-            (serial, cert.validity().not_after.timestamp())
+            // Go's `%x` of a big.Int (how istiod logs serials): no leading zero digit.
+            (serial.trim_start_matches('0').to_string(), cert.validity().not_after.timestamp())
         })
         .collect()
 }

@@ -52,8 +52,6 @@ use schedule::Timing;
 const LIVENESS_SLACK: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the Lease to be released.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Wait before retrying a failed restore.
-const HEAL_RETRY: Duration = Duration::from_secs(5);
 /// Exit code of an aborted shutdown (second signal), like a shell's 128 + SIGINT.
 pub const ABORT_EXIT_CODE: i32 = 130;
 
@@ -125,6 +123,7 @@ pub async fn run(config: WatchConfig) -> u8 {
         timeout: config.sync.timeout,
         last_good: None,
         failures: 0,
+        heal_failures: 0,
     };
     tracing::info!(source = %daemon.source, namespace = %daemon.namespace, secret = %daemon.secret,
         schedule = %describe_schedule(&config), jitter = %humantime::format_duration(config.jitter),
@@ -200,6 +199,7 @@ struct Daemon {
     timeout: Duration,
     last_good: Option<LastGood>,
     failures: u32,
+    heal_failures: u32,
 }
 
 impl Daemon {
@@ -265,19 +265,22 @@ impl Daemon {
                         } else {
                             tracing::warn!("lost the lease: this replica is a standby now and stops writing");
                             heal_retry = None;
+                            // Another leader may sync newer material meanwhile: restoring ours later would be a
+                            // downgrade. After a takeover the first pass establishes it afresh.
+                            self.last_good = None;
                         }
                     }
                 }
                 _ = self.cache.secret_changed() => {
-                    if leader && self.heal().await.is_err() {
-                        heal_retry = Some(Instant::now() + HEAL_RETRY);
+                    if leader {
+                        heal_retry = self.heal().await;
                     }
                 }
                 _ = self.cache.synced_changed() => {}
                 _ = tokio::time::sleep_until(heal_retry.unwrap_or(next_pass).into()), if heal_retry.is_some() => {
                     heal_retry = None;
-                    if leader && self.heal().await.is_err() {
-                        heal_retry = Some(Instant::now() + HEAL_RETRY);
+                    if leader {
+                        heal_retry = self.heal().await;
                     }
                 }
                 _ = tokio::time::sleep_until(next_pass.into()) => {
@@ -354,21 +357,29 @@ impl Daemon {
         self.last_good = Some(LastGood { material: report.material.clone(), annotations });
     }
 
-    /// Restores `cacerts` if it drifted from the last validated material. `Err` asks for a retry.
-    async fn heal(&self) -> Result<(), ()> {
-        let Some(last) = &self.last_good else { return Ok(()) };
-        let Some(current) = self.cache.secret() else { return Ok(()) };
+    /// Restores `cacerts` if it drifted from the last validated material. Returns when to try again after a
+    /// failed restore (backing off like passes do).
+    async fn heal(&mut self) -> Option<Instant> {
+        let (Some(last), Some(current)) = (&self.last_good, self.cache.secret()) else { return None };
         let drift = match &current {
             None => "deleted",
             Some(s) if material_of(s) != last.material => "edited",
-            Some(_) => return Ok(()),
+            Some(_) => return None,
         };
         let span = tracing::info_span!("self_heal", vault = %self.source, namespace = %self.namespace, secret = %self.secret, drift);
-        self.restore(current, drift).instrument(span).await
+        if self.restore(current, drift).instrument(span.clone()).await {
+            self.heal_failures = 0;
+            return None;
+        }
+        self.heal_failures = self.heal_failures.saturating_add(1);
+        let wait = schedule::backoff(self.heal_failures, self.timing.period(), None);
+        span.in_scope(|| tracing::info!(retry_in = %humantime::format_duration(round(wait)), "will try the restore again"));
+        Some(Instant::now() + wait)
     }
 
-    async fn restore(&self, current: Option<k8s_openapi::api::core::v1::Secret>, drift: &str) -> Result<(), ()> {
-        let (Some(last), Some(sink)) = (&self.last_good, self.syncer.secret_sink()) else { return Ok(()) };
+    /// Writes the last validated material back. Returns whether `cacerts` now holds it.
+    async fn restore(&self, current: Option<k8s_openapi::api::core::v1::Secret>, drift: &str) -> bool {
+        let (Some(last), Some(sink)) = (&self.last_good, self.syncer.secret_sink()) else { return true };
         let adopt = self.syncer.config().adopt;
         tracing::warn!("cacerts drifted from the last validated material ({drift}); restoring it");
         self.health.tick(self.timeout + LIVENESS_SLACK);
@@ -380,18 +391,18 @@ impl Daemon {
                 tracing::info!(result = w.action.as_str(), "cacerts restored from the last validated material (no Key Vault call)");
                 let reference = k8s::reference("v1", "Secret", &self.namespace, &self.secret, w.secret.as_ref().and_then(|s| s.metadata.uid.clone()));
                 self.events.normal(&reference, "Restored", "SelfHeal", format!("cacerts was {drift}; restored the last validated material")).await;
-                Ok(())
+                true
             }
             // Someone (or our own earlier write) already put the right material back.
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => true,
             Ok(Err(error)) => {
-                tracing::error!(error = %chain(&error), retry_in = ?HEAL_RETRY, "failed to restore cacerts");
+                tracing::error!(error = %chain(&error), class = error.class().as_str(), "failed to restore cacerts");
                 self.events.warning(&reference, "RestoreFailed", "SelfHeal", error.to_string()).await;
-                Err(())
+                false
             }
             Err(_) => {
-                tracing::error!(retry_in = ?HEAL_RETRY, "failed to restore cacerts within --timeout");
-                Err(())
+                tracing::error!("failed to restore cacerts within --timeout");
+                false
             }
         }
     }

@@ -1,6 +1,6 @@
 """Static checks of the Dockerfile (no container engine runs in CI): multi-stage, static binary, non-root, small.
 
-The binary it copies is built with the same command in CI; docs/install.md ("Static build") shows it.
+The binary it copies is built with the same command in CI; README.md ("Static build") shows it.
 """
 
 from __future__ import annotations

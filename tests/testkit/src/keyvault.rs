@@ -415,6 +415,10 @@ impl std::fmt::Debug for KeyVaultEmulator {
 
 impl KeyVaultEmulator {
     /// Starts an emulator on `127.0.0.1:0` with default options. Must be called inside a Tokio runtime.
+    ///
+    /// The listeners run as tasks on that runtime: a test that blocks its thread (e.g. `Command::output()`
+    /// on a child process in a current-thread `#[tokio::test]`) starves the emulator. Wait for children with
+    /// `tokio::task::spawn_blocking` (and/or a multi-thread runtime), as `tests/keyvault_emulator.rs` does.
     pub async fn start() -> Self {
         Self::start_with(EmulatorOptions::default()).await
     }

@@ -20,7 +20,8 @@
 //! `index` its 0-based PEM block in that key, `serial` lowercase hex without leading zeros (as istiod logs it).
 //!
 //! With leader election only the leader runs passes, so pass, expiry and fingerprint series come from the
-//! leader; alert on them with `max` over the replicas (or join with `cacerts_sync_leader == 1`).
+//! leader (a replica that loses the Lease drops its expiry and fingerprint series); aggregate over replicas
+//! in alerts (`max(cacerts_sync_last_success_timestamp_seconds)`, `min by (role, subject, serial) (…expiry…)`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -168,6 +169,13 @@ impl Metrics {
             let labels = CertificateLabels { role, subject: cert.subject.clone(), serial: cert.serial.clone(), index: cert.index.to_string() };
             self.certificate_expiry.get_or_create(&labels).set(cert.not_after.as_second());
         }
+    }
+
+    /// Drops the series that describe validated material (expiry, fingerprint): a replica that lost the Lease
+    /// no longer vouches for what is in `cacerts`, and stale series would keep alerts firing.
+    pub fn forget_material(&self) {
+        self.certificate_expiry.clear();
+        self.root_fingerprint.clear();
     }
 
     /// Sets the leader gauge.

@@ -94,6 +94,7 @@ pub struct Known {
     pub deployments: Option<Vec<Deployment>>,
 }
 
+#[allow(clippy::large_enum_variant, reason = "built once per process")]
 enum Target {
     Secret { sink: SecretSink, restarter: Option<Restarter>, events: Events },
     Dir(DirSink),

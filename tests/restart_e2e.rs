@@ -66,7 +66,11 @@ async fn root_rotation_phases_restart_every_istiod_revision_exactly_once_per_roo
     assert_eq!(generations(&env), vec![4, 4]);
     assert_eq!(env.secret_rv(), rv);
     assert!(!run.stderr.contains("Restarting deployment"));
-    assert_eq!(env.events("Restarted").len() >= 2, true, "a Restarted event on each Deployment");
+    let restarted = env.events("Restarted");
+    for (name, _) in REVISIONS {
+        let on_this = restarted.iter().filter(|e| e["regarding"]["name"] == name).count();
+        assert_eq!(on_this, 3, "one Restarted event on {name} per root change");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

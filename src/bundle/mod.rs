@@ -563,35 +563,65 @@ impl fmt::Display for Severity {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum FindingCode {
+    /// The value is empty or whitespace only.
     Empty,
+    /// The value exceeds [`MAX_SECRET_BYTES`].
     Oversized,
+    /// The value is not UTF-8 (DER or other binary).
     NotUtf8,
+    /// The value holds no PEM block.
     NotPem,
+    /// A PEM block is malformed (flattened, indented, unterminated, bad base64, headers).
     MalformedPem,
+    /// A PEM block has the wrong type for the secret (e.g. a key in a certificate secret).
     WrongBlockType,
+    /// `ca-cert` or `ca-key` holds more than one block.
     ExtraBlock,
+    /// A `CERTIFICATE` block is not exactly one valid X.509 certificate.
     InvalidCertificate,
+    /// `ca-key` is encrypted.
     EncryptedKey,
+    /// `ca-key` does not parse as its declared format.
     InvalidKey,
+    /// `ca-key` uses an unsupported algorithm or curve.
     UnsupportedKey,
+    /// Torn: `ca-key` is not the key of `ca-cert`.
     KeyMismatch,
+    /// Torn: `cert-chain` does not start with `ca-cert`.
     ChainMismatch,
+    /// Torn: `ca-cert` does not verify against any root, directly or through `cert-chain`.
     NotAnchored,
+    /// Torn: `cert-chain` ends neither at a root nor at a certificate a root signed.
     ChainNotAnchored,
+    /// A `cert-chain` certificate is not signed by the next one.
     ChainBroken,
+    /// A certificate that must be a CA lacks basicConstraints CA:TRUE.
     NotCa,
+    /// `ca-cert` is not X.509 v3.
     NotV3,
+    /// A CA has keyUsage without keyCertSign.
     NoKeyCertSign,
+    /// A pathLenConstraint forbids the intermediates below it.
     PathLenExceeded,
+    /// An issuer's extendedKeyUsage lacks serverAuth and clientAuth.
     EkuRestricts,
+    /// A certificate expired before `now`.
     Expired,
+    /// A certificate becomes valid after `now`.
     NotYetValid,
+    /// A certificate expires within the warning threshold.
     ExpiringSoon,
+    /// A `root-cert` entry is not self-signed.
     RootNotSelfSigned,
+    /// A `root-cert` entry appears twice.
     DuplicateRoot,
+    /// The new bundle drops a root that anchors the deployed intermediate.
     RootDropsLiveAnchor,
+    /// The bundle holds several distinct roots.
     MultipleRoots,
+    /// The roots differ from the deployed ones.
     RootBundleChanged,
+    /// The deployed material could not be parsed.
     DeployedUnreadable,
 }
 

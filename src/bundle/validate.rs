@@ -4,7 +4,7 @@
 //! Anchoring is decided by signature: a candidate issuer must verify the certificate's signature
 //! with its public key, a matching name alone is not enough.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::{FromDer, X509Version};
@@ -121,11 +121,13 @@ pub(super) fn run(
         .map_err(|e| cx.parse_error(&e))
         .ok();
 
-    let roots = load(SecretRole::RootCert, root_ders.as_deref(), opts);
-    let ca = load(SecretRole::CaCert, ca_ders.as_deref(), opts)
+    // The root usually ends cert-chain and ca-cert heads it: verify each self-signature once.
+    let mut self_signed = HashMap::new();
+    let roots = load(SecretRole::RootCert, root_ders.as_deref(), opts, &mut self_signed);
+    let ca = load(SecretRole::CaCert, ca_ders.as_deref(), opts, &mut self_signed)
         .into_iter()
         .next();
-    let chain = load(SecretRole::CertChain, chain_ders.as_deref(), opts);
+    let chain = load(SecretRole::CertChain, chain_ders.as_deref(), opts, &mut self_signed);
 
     check_validity(
         &mut cx,
@@ -238,13 +240,17 @@ fn load<'a>(
     role: SecretRole,
     ders: Option<&'a [Vec<u8>]>,
     opts: &ValidationOptions,
+    self_signed: &mut HashMap<&'a [u8], bool>,
 ) -> Vec<Cert<'a>> {
     let Some(ders) = ders else { return Vec::new() };
     ders.iter()
         .enumerate()
         .filter_map(|(index, der)| {
             let (_, x) = X509Certificate::from_der(der).ok()?;
-            let info = cert_info(role, index, der, &x, opts);
+            let is_self_signed = *self_signed.entry(der.as_slice()).or_insert_with(|| {
+                x.issuer().as_raw() == x.subject().as_raw() && x.verify_signature(None).is_ok()
+            });
+            let info = cert_info(role, index, der, &x, opts, is_self_signed);
             Some(Cert { der, x, info })
         })
         .collect()
@@ -265,6 +271,7 @@ fn cert_info(
     der: &[u8],
     x: &X509Certificate<'_>,
     opts: &ValidationOptions,
+    self_signed: bool,
 ) -> CertInfo {
     let not_before = timestamp(x.validity().not_before);
     let not_after = timestamp(x.validity().not_after);
@@ -276,8 +283,6 @@ fn cert_info(
         let s = s.trim_start_matches('0');
         if s.is_empty() { "0".to_owned() } else { s.to_owned() }
     };
-    let self_signed =
-        x.issuer().as_raw() == x.subject().as_raw() && x.verify_signature(None).is_ok();
     CertInfo {
         role,
         index,
@@ -719,8 +724,9 @@ fn check_deployed(cx: &mut Ctx, d: &Deployed<'_>, roots: &[Cert<'_>], chain: &[C
             return;
         }
     };
-    let dep_roots = load(SecretRole::RootCert, Some(&dep_root_ders), &opts);
-    let Some(dep_ca) = load(SecretRole::CaCert, Some(&dep_ca_ders[..1]), &opts)
+    let mut cache = HashMap::new();
+    let dep_roots = load(SecretRole::RootCert, Some(&dep_root_ders), &opts, &mut cache);
+    let Some(dep_ca) = load(SecretRole::CaCert, Some(&dep_ca_ders[..1]), &opts, &mut cache)
         .into_iter()
         .next()
     else {

@@ -9,7 +9,7 @@ use crate::error::exit;
 
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> u8 {
-    let outcome = match cli.command {
+    match cli.command {
         Command::Sync(args) => match crate::config::SyncConfig::from_args(&args) {
             Ok(config) => once::sync(config).await,
             Err(e) => usage(e),
@@ -26,8 +26,7 @@ pub async fn main(cli: Cli) -> u8 {
             Ok(config) => watch::run(config).await,
             Err(e) => usage(e),
         },
-    };
-    outcome
+    }
 }
 
 fn usage(error: crate::config::ConfigError) -> u8 {

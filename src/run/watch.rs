@@ -6,15 +6,17 @@
 //!   admin server: /healthz /readyz /metrics       Lease ─▶ only the leader passes and heals
 //! ```
 //!
-//! - **Passes** are [`Syncer::pass`], the same code as `sync`, with the watch caches ([`cache`]) as
-//!   [`Known`], so an unchanged pass makes four Key Vault GETs and no Kubernetes request at all.
+//! - **Passes** are [`Syncer::pass`], the same code as `sync`, with the watch caches (`cache`) as
+//!   [`Known`](crate::sync::Known), so an unchanged pass makes four Key Vault GETs and no Kubernetes request at all.
 //! - **Self-heal:** when the watched `cacerts` is deleted, or its four keys differ from the last validated
 //!   material, the leader writes that material back at once (with the annotations of the pass that validated
 //!   it). Only material that passed validation is ever written; before the first good pass there is nothing to
-//!   restore and the next pass repairs it. A restore does not restart istiod: the root is the one istiod runs.
+//!   restore and the next pass repairs it. A failed restore is retried with the pass backoff. A restore does not
+//!   restart istiod: the root is the one istiod runs. A replica that loses the Lease forgets its material (the
+//!   new leader may sync newer material; restoring the old one later would be a downgrade).
 //! - **Failures** back off exponentially ([`schedule`]); a failed pass writes nothing, so `cacerts` keeps the
 //!   last good material.
-//! - **Leader election** ([`leader`], `--leader-election`): only the Lease holder passes, heals and restarts;
+//! - **Leader election** (`leader`, `--leader-election`): only the Lease holder passes, heals and restarts;
 //!   standbys keep their watches warm and report ready once those are synced (so a rolling update of the
 //!   Deployment can proceed); the first pass after a takeover runs at once.
 //! - **Health:** `/healthz` fails when the loop misses its own deadline (the next wake-up, or the end of a pass
@@ -268,6 +270,7 @@ impl Daemon {
                             // Another leader may sync newer material meanwhile: restoring ours later would be a
                             // downgrade. After a takeover the first pass establishes it afresh.
                             self.last_good = None;
+                            self.metrics.forget_material();
                         }
                     }
                 }

@@ -57,7 +57,7 @@ impl VaultSource {
             ..Default::default()
         };
         let client = SecretClient::new(&config.url, credential, Some(options))
-            .map_err(|source| SourceError::Client { vault: config.url.clone(), source })?;
+            .map_err(|source| SourceError::Client { vault: config.url.clone(), source: Box::new(source) })?;
         Ok(Self { url: config.url.clone(), names: config.names.clone(), client, observer, credential: chosen })
     }
 
@@ -178,7 +178,7 @@ impl VaultSource {
     }
 
     fn vault_error(&self, name: &str, message: &str, class: FailureClass, retry_after: Option<Duration>, source: azure_core::Error) -> SourceError {
-        SourceError::Vault { vault: self.url.clone(), name: name.into(), message: message.into(), class, retry_after, source }
+        SourceError::Vault { vault: self.url.clone(), name: name.into(), message: message.into(), class, retry_after, source: Box::new(source) }
     }
 }
 

@@ -58,7 +58,7 @@ pub enum SourceError {
         class: FailureClass,
         retry_after: Option<Duration>,
         #[source]
-        source: azure_core::Error,
+        source: Box<azure_core::Error>,
     },
     #[error("secret {name:?} was not found in vault {vault}: check --{role}-name and that the secret exists and is enabled")]
     NotFound { vault: String, name: String, role: SecretRole },
@@ -68,7 +68,7 @@ pub enum SourceError {
     Client {
         vault: String,
         #[source]
-        source: azure_core::Error,
+        source: Box<azure_core::Error>,
     },
     #[error("failed to read {role} from {dir}: neither {role} nor {role}.pem exists")]
     MissingFile { dir: String, role: SecretRole },
@@ -103,6 +103,7 @@ impl Classify for SourceError {
 }
 
 /// A configured source.
+#[allow(clippy::large_enum_variant, reason = "built once per process and never moved in a hot path")]
 pub enum Source {
     Vault(keyvault::VaultSource),
     Dir(dir::DirSource),

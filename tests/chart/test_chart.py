@@ -450,18 +450,19 @@ def test_check_root_may_only_read_the_secret() -> None:
     assert granted(objs, "apps", "deployments") == {"get", "list", "patch"}
 
 
-def test_istiod_deployments_are_read_listed_and_patched_and_watched_only_with_wait() -> None:
+def test_istiod_deployments_are_read_listed_and_patched_and_watched_only_in_watch_mode() -> None:
     assert granted(objects(BASE), "apps", "deployments") == {"get", "list", "patch"}
-    assert granted(objects({**BASE, "wait": True}), "apps", "deployments") == {"get", "list", "patch", "watch"}
+    assert granted(objects({**BASE, "wait": True}), "apps", "deployments") == {"get", "list", "patch"}
+    assert granted(objects({**BASE, "mode": "watch"}), "apps", "deployments") == {"get", "list", "patch", "watch"}
 
 
 def test_no_restart_drops_deployment_access() -> None:
     assert granted(objects({**BASE, "restart": False}), "apps", "deployments") == set()
 
 
-def test_events_can_be_created_in_both_event_apis() -> None:
+def test_events_are_granted_only_in_the_events_api_the_tool_uses() -> None:
     objs = objects(BASE)
-    assert granted(objs, "", "events") == {"create"}
+    assert granted(objs, "", "events") == set()
     assert granted(objs, "events.k8s.io", "events") == {"create", "patch"}
 
 
@@ -471,7 +472,7 @@ def test_leases_are_granted_only_in_watch_mode_with_leader_election() -> None:
     objs = objects(render.load_values(render.VALUES_DIR / "watch-ha.yaml"))
     assert sorted(verbs_for(objs, "coordination.k8s.io", "leases")) == [
         (("create",), ()),
-        (("get", "update", "patch"), ("cacerts-sync-leader",)),
+        (("get", "patch"), ("cacerts-sync-leader",)),
     ]
 
 

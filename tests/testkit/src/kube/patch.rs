@@ -42,7 +42,15 @@ pub(crate) const SYSTEM_METADATA: &[&str] = &[
 ];
 
 /// Fields typed as `map[string]…`: Update operations own the map itself too (`".": {}`), like the real fieldsV1.
-const MAP_FIELDS: &[&str] = &["labels", "annotations", "data", "stringData", "binaryData", "matchLabels", "nodeSelector"];
+const MAP_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "stringData",
+    "binaryData",
+    "matchLabels",
+    "nodeSelector",
+];
 
 fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
     match v {
@@ -67,7 +75,9 @@ pub(crate) fn leaves(obj: &Value, scope: Scope) -> FieldSet {
     for (k, v) in m {
         let take = match scope {
             Scope::Status => k == "status",
-            Scope::Main { ignore_status } => !(k == "apiVersion" || k == "kind" || (ignore_status && k == "status")),
+            Scope::Main { ignore_status } => {
+                !(k == "apiVersion" || k == "kind" || (ignore_status && k == "status"))
+            }
         };
         if !take {
             continue;
@@ -100,7 +110,9 @@ pub(crate) fn get<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_path(obj: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for seg in parents {
         match cur.as_object_mut().and_then(|m| m.get_mut(seg)) {
@@ -147,7 +159,9 @@ impl ManagedEntry {
     }
 
     fn same_owner(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
     }
 }
 
@@ -177,8 +191,14 @@ fn decode_fields(v: &Value, path: &mut Path, out: &mut FieldSet) {
 
 fn encode_fields(fields: &FieldSet) -> Value {
     fn insert(node: &mut Map<String, Value>, path: &[String]) {
-        let Some((first, rest)) = path.split_first() else { return };
-        let key = if first == "." { ".".to_string() } else { format!("f:{first}") };
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let key = if first == "." {
+            ".".to_string()
+        } else {
+            format!("f:{first}")
+        };
         let child = node.entry(key).or_insert_with(|| json!({}));
         if let Some(m) = child.as_object_mut() {
             insert(m, rest);
@@ -193,20 +213,33 @@ fn encode_fields(fields: &FieldSet) -> Value {
 
 /// Reads `metadata.managedFields`.
 pub(crate) fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
     list.iter()
         .map(|e| {
             let mut fields = FieldSet::new();
             if let Some(f) = e.get("fieldsV1") {
                 decode_fields(f, &mut Vec::new(), &mut fields);
             }
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             ManagedEntry {
                 manager: s("manager"),
                 operation: s("operation"),
                 api_version: s("apiVersion"),
                 time: s("time"),
-                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 fields,
             }
         })
@@ -238,6 +271,7 @@ pub(crate) fn write_managed(entries: &[ManagedEntry]) -> Value {
 
 /// Ownership after a non-apply write (create, update, merge/strategic/JSON patch): the writer takes every
 /// field whose value it changed; changed or removed fields leave every other manager.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn track_update(
     old: Option<&Value>,
     new: &Value,
@@ -252,7 +286,11 @@ pub(crate) fn track_update(
     let old_v = old.unwrap_or(&empty);
     let new_leaves = leaves(new, scope);
     let old_leaves = leaves(old_v, scope);
-    let mut changed: FieldSet = new_leaves.iter().filter(|p| get(old_v, p) != get(new, p)).cloned().collect();
+    let mut changed: FieldSet = new_leaves
+        .iter()
+        .filter(|p| get(old_v, p) != get(new, p))
+        .cloned()
+        .collect();
     for p in &new_leaves {
         for i in 1..p.len() {
             if MAP_FIELDS.contains(&p[i - 1].as_str()) && get(old_v, &p[..i]).is_none() {
@@ -262,7 +300,11 @@ pub(crate) fn track_update(
             }
         }
     }
-    let removed: FieldSet = old_leaves.iter().filter(|p| get(new, p).is_none()).cloned().collect();
+    let removed: FieldSet = old_leaves
+        .iter()
+        .filter(|p| get(new, p).is_none())
+        .cloned()
+        .collect();
     for e in entries.iter_mut() {
         e.fields.retain(|p| {
             if is_marker(p) {
@@ -272,7 +314,10 @@ pub(crate) fn track_update(
         });
     }
     if !changed.is_empty() {
-        match entries.iter_mut().find(|e| e.same_owner(manager, "Update", subresource)) {
+        match entries
+            .iter_mut()
+            .find(|e| e.same_owner(manager, "Update", subresource))
+        {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = now.to_string();
@@ -301,7 +346,11 @@ pub(crate) struct Conflict {
 /// The 409 of a non-forced apply, worded as `fieldmanager.NewConflictError`.
 pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
-        return format!("Apply failed with 1 conflict: conflict with {}: {}", c.manager, path_string(&c.path));
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager,
+            path_string(&c.path)
+        );
     }
     let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
     managers.sort();
@@ -313,7 +362,11 @@ pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
             lines.push(format!("- {}", path_string(&c.path)));
         }
     }
-    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 fn deep_merge(dst: &mut Value, src: &Value) {
@@ -321,7 +374,9 @@ fn deep_merge(dst: &mut Value, src: &Value) {
         (Value::Object(d), Value::Object(s)) => {
             for (k, v) in s {
                 match d.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        deep_merge(existing, v)
+                    }
                     _ => {
                         d.insert(k.clone(), v.clone());
                     }
@@ -333,6 +388,7 @@ fn deep_merge(dst: &mut Value, src: &Value) {
 }
 
 /// Server-side apply of `applied` over `current`. Returns the new object and ownership, or the conflicts.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply(
     current: Option<&Value>,
     applied: &Value,
@@ -355,7 +411,10 @@ pub(crate) fn apply(
             if get(cur, p).is_none() || get(cur, p) == get(&applied, p) {
                 continue;
             }
-            for e in entries.iter().filter(|e| !e.same_owner(manager, "Apply", subresource)) {
+            for e in entries
+                .iter()
+                .filter(|e| !e.same_owner(manager, "Apply", subresource))
+            {
                 for q in &e.fields {
                     if !is_marker(q) && (q == p || q.starts_with(p)) {
                         conflicts.push((e.describe(), q.clone()));
@@ -365,7 +424,10 @@ pub(crate) fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflicts.into_iter().map(|(manager, path)| Conflict { manager, path }).collect());
+        return Err(conflicts
+            .into_iter()
+            .map(|(manager, path)| Conflict { manager, path })
+            .collect());
     }
     for (_, q) in &conflicts {
         for e in entries.iter_mut() {
@@ -392,14 +454,21 @@ pub(crate) fn apply(
             remove_path(&mut obj, p);
         }
     }
-    if let Some(a) = applied.as_object_mut() {
-        if matches!(scope, Scope::Main { ignore_status: true }) {
-            a.remove("status");
-        }
+    if let (
+        Some(a),
+        Scope::Main {
+            ignore_status: true,
+        },
+    ) = (applied.as_object_mut(), scope)
+    {
+        a.remove("status");
     }
     deep_merge(&mut obj, &applied);
     let changed = previous != set;
-    match entries.iter_mut().find(|e| e.same_owner(manager, "Apply", subresource)) {
+    match entries
+        .iter_mut()
+        .find(|e| e.same_owner(manager, "Apply", subresource))
+    {
         Some(e) => {
             if changed {
                 e.time = now.to_string();
@@ -428,7 +497,12 @@ pub(crate) fn merge_patch(doc: &mut Value, patch: &Value) {
 /// Merge keys of the lists strategic merge patch merges element-wise (`patchMergeKey` in the Go types).
 fn merge_key(field: &str) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "volumeMounts"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "volumeMounts"
         | "imagePullSecrets" => Some("name"),
         "ports" => Some("containerPort"),
         "conditions" => Some("type"),
@@ -481,7 +555,10 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
             (Some(existing @ Value::Object(_)), Value::Object(_)) => strategic_merge(existing, v),
             (Some(Value::Array(existing)), Value::Array(items)) if merge_key(k).is_some() => {
                 let key = merge_key(k).expect("merge key");
-                if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+                if items
+                    .iter()
+                    .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+                {
                     *existing = items
                         .iter()
                         .filter(|i| i.get("$patch").is_none())
@@ -491,7 +568,9 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
                 }
                 for item in items {
                     let id = item.get(key);
-                    let pos = existing.iter().position(|e| id.is_some() && e.get(key) == id);
+                    let pos = existing
+                        .iter()
+                        .position(|e| id.is_some() && e.get(key) == id);
                     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                     match (pos, delete) {
                         (Some(i), true) => {
@@ -512,6 +591,90 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch; the error text is what the 422 carries.
 pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
     json_patch::patch(doc, &ops).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name_and_replaces_other_lists() {
+        let mut doc = json!({"spec": {"containers": [{"name": "a", "image": "1", "args": ["x"]}, {"name": "b", "image": "1"}],
+                                      "tolerations": [{"key": "k"}], "labels": {"keep": "1", "drop": "2"}}});
+        strategic_merge(
+            &mut doc,
+            &json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                             "containers": [{"name": "a", "image": "2"}, {"name": "b", "$patch": "delete"}, {"name": "c", "image": "3"}],
+                             "tolerations": [{"key": "other"}], "labels": {"drop": null}}}),
+        );
+        assert_eq!(
+            doc,
+            json!({"spec": {"containers": [{"name": "a", "image": "2", "args": ["x"]}, {"name": "c", "image": "3"}],
+                            "tolerations": [{"key": "other"}], "labels": {"keep": "1"}}})
+        );
+    }
+
+    #[test]
+    fn several_apply_conflicts_are_grouped_per_manager() {
+        let c = |m: &str, p: &[&str]| Conflict {
+            manager: m.into(),
+            path: p.iter().map(|s| s.to_string()).collect(),
+        };
+        let msg = conflict_message(&[
+            c("\"b\"", &["data", "x"]),
+            c("\"a\" using v1", &["data", "y"]),
+            c("\"b\"", &["data", "z"]),
+        ]);
+        let want = "Apply failed with 3 conflicts: conflicts with \"a\" using v1:\n- .data.y\nconflicts with \"b\":\n- .data.x\n- .data.z";
+        assert_eq!(msg, want);
+    }
+
+    #[test]
+    fn update_ownership_moves_changed_fields_to_the_writer() {
+        let old = json!({"metadata": {"labels": {"a": "1"}}, "data": {"k": "dg=="}});
+        let entries = track_update(
+            None,
+            &old,
+            Vec::new(),
+            "creator",
+            "v1",
+            None,
+            Scope::Main {
+                ignore_status: false,
+            },
+            "t0",
+        );
+        let new = json!({"metadata": {"labels": {"a": "1"}}, "data": {"k": "dzI="}});
+        let entries = track_update(
+            Some(&old),
+            &new,
+            entries,
+            "writer",
+            "v1",
+            None,
+            Scope::Main {
+                ignore_status: false,
+            },
+            "t1",
+        );
+        let owner = |p: &[&str]| {
+            let p: Path = p.iter().map(|s| s.to_string()).collect();
+            entries
+                .iter()
+                .find(|e| e.fields.contains(&p))
+                .map(|e| e.manager.clone())
+        };
+        assert_eq!(owner(&["data", "k"]).as_deref(), Some("writer"));
+        assert_eq!(
+            owner(&["metadata", "labels", "a"]).as_deref(),
+            Some("creator")
+        );
+        assert_eq!(
+            encode_fields(&entries[0].fields),
+            json!({"f:data": {".": {}}, "f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
+        );
+    }
 }

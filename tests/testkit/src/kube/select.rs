@@ -40,7 +40,10 @@ fn split_top_level(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
@@ -53,15 +56,23 @@ impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for term in split_top_level(s) {
-            let bad = || format!("unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=, gt, lt");
+            let bad = || {
+                format!(
+                    "unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=, gt, lt"
+                )
+            };
             let req = if let Some(k) = term.strip_prefix('!') {
                 LabelReq::NotExists(k.trim().to_string())
             } else if let Some(open) = term.find('(') {
                 let head = term[..open].trim();
                 let set = parse_set(&term[open..]).ok_or_else(bad)?;
-                if let Some(k) = head.strip_suffix(" notin").or_else(|| head.strip_suffix("notin")) {
+                if let Some(k) = head
+                    .strip_suffix(" notin")
+                    .or_else(|| head.strip_suffix("notin"))
+                {
                     LabelReq::NotIn(k.trim().to_string(), set)
-                } else if let Some(k) = head.strip_suffix(" in").or_else(|| head.strip_suffix("in")) {
+                } else if let Some(k) = head.strip_suffix(" in").or_else(|| head.strip_suffix("in"))
+                {
                     LabelReq::In(k.trim().to_string(), set)
                 } else {
                     return Err(bad());
@@ -152,7 +163,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{term}'"
+                ));
             };
             let field = field.trim();
             if !supported(def, field) {
@@ -185,5 +198,40 @@ impl FieldSelector {
             };
             (have == *want) == *eq
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(labels: serde_json::Value) -> Value {
+        json!({"metadata": {"name": "istiod", "labels": labels}})
+    }
+
+    #[test]
+    fn label_selector_operators_match_like_apimachinery() {
+        let o = obj(json!({"app": "istiod", "istio.io/rev": "1-24"}));
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&o);
+        assert!(m("app=istiod") && m("app==istiod") && m("app=istiod,istio.io/rev"));
+        assert!(!m("app=other") && !m("app!=istiod") && !m("!app"));
+        assert!(m("missing!=x"), "!= matches objects without the label");
+        assert!(m("istio.io/rev in (1-23, 1-24)") && !m("istio.io/rev notin (1-24)"));
+        assert!(m("missing notin (a)") && !m("missing in (a)"));
+        assert!(LabelSelector::parse("app in (a").is_err());
+    }
+
+    #[test]
+    fn field_selector_rejects_unsupported_fields() {
+        let secrets = super::super::resources::by_name("secrets");
+        let s = FieldSelector::parse(secrets, "metadata.name=istiod").unwrap();
+        assert_eq!(s.single_name(), Some("istiod"));
+        assert!(s.matches(&obj(json!({}))));
+        assert!(FieldSelector::parse(secrets, "type!=Opaque").is_ok());
+        assert_eq!(
+            FieldSelector::parse(secrets, "spec.x=1").unwrap_err(),
+            "field label not supported: spec.x"
+        );
     }
 }

@@ -90,7 +90,9 @@ pub(crate) struct Store {
 /// `2026-11-26T22:08:50Z`: metav1.Time has second precision.
 pub(crate) fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).expect("timestamp").to_string()
+    jiff::Timestamp::from_second(now.as_second())
+        .expect("timestamp")
+        .to_string()
 }
 
 fn new_uid() -> String {
@@ -99,13 +101,22 @@ fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn random_suffix() -> String {
     // apimachinery's `utilrand.String(5)` alphabet (no vowels, no confusable characters).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// Go's `base64.StdEncoding.Decode` error offset (`CorruptInputError`), for the exact "illegal base64 data at
@@ -179,7 +190,8 @@ const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lowe
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -189,11 +201,16 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 fn is_config_key(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default()
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
@@ -220,14 +237,17 @@ impl Store {
     /// A stored object.
     pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Option<&Value> {
         let ns = if def.namespaced { ns } else { "" };
-        self.objects.get(&(def.storage, ns.to_string(), name.to_string()))
+        self.objects
+            .get(&(def.storage, ns.to_string(), name.to_string()))
     }
 
     /// Stored objects of `def` in `ns` (all namespaces when `None`), ordered by namespace then name.
     pub fn list(&self, def: &ResourceDef, ns: Option<&str>) -> Vec<&Value> {
         self.objects
             .iter()
-            .filter(|((s, n, _), _)| *s == def.storage && (!def.namespaced || ns.is_none_or(|x| x == n)))
+            .filter(|((s, n, _), _)| {
+                *s == def.storage && (!def.namespaced || ns.is_none_or(|x| x == n))
+            })
             .map(|(_, v)| v)
             .collect()
     }
@@ -266,36 +286,66 @@ impl Store {
     }
 
     /// POST: creates `obj` (external representation of `def`) in `ns`.
-    pub fn create(&mut self, def: &'static ResourceDef, ns: &str, mut obj: Value, opts: &WriteOpts) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        def: &'static ResourceDef,
+        ns: &str,
+        mut obj: Value,
+        opts: &WriteOpts,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(status::bad_request("Object 'Kind' is missing in request body"));
+            return Err(status::bad_request(
+                "Object 'Kind' is missing in request body",
+            ));
         }
         let meta = meta_mut(&mut obj);
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() && !generate.is_empty() {
             name = format!("{generate}{}", random_suffix());
             meta.insert("name".into(), json!(name));
         }
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-            return Err(status::status(500, "InternalError", "resourceVersion should not be set on objects to be created", None));
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(status::status(
+                500,
+                "InternalError",
+                "resourceVersion should not be set on objects to be created",
+                None,
+            ));
         }
         if name.is_empty() {
             return Err(status::invalid(
                 def.group,
                 def.kind,
                 "",
-                &[FieldError::required_detail("metadata.name", "name or generateName is required")],
+                &[FieldError::required_detail(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
             ));
         }
         self.require_namespace(def, ns)?;
         if self.get(def, ns, &name).is_some() {
             return Err(status::already_exists(def, &name));
         }
-        self.write(def, ns, &name, None, obj, opts, Ownership::Update).map(|(v, _)| v)
+        self.write(def, ns, &name, None, obj, opts, Ownership::Update)
+            .map(|(v, _)| v)
     }
 
     /// PUT / PATCH / apply: writes `new` (external representation) over the current object (`None` creates).
+    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
         def: &'static ResourceDef,
@@ -310,10 +360,16 @@ impl Store {
         if old.is_none() {
             self.require_namespace(def, ns)?;
         }
-        let stored_api_version = if def.is_events_v1() { "v1".to_string() } else { def.api_version() };
+        let stored_api_version = if def.is_events_v1() {
+            "v1".to_string()
+        } else {
+            def.api_version()
+        };
         let mut new = resources::to_internal(def, new);
         if !new.is_object() {
-            return Err(status::bad_request("Object 'Kind' is missing in request body"));
+            return Err(status::bad_request(
+                "Object 'Kind' is missing in request body",
+            ));
         }
         new["apiVersion"] = json!(stored_api_version);
         new["kind"] = json!(def.kind);
@@ -335,7 +391,9 @@ impl Store {
         }
         let scope = match opts.subresource {
             Some("status") => Scope::Status,
-            _ => Scope::Main { ignore_status: def.status_subresource },
+            _ => Scope::Main {
+                ignore_status: def.status_subresource,
+            },
         };
         // Status and main resource only change their own half.
         match scope {
@@ -350,7 +408,9 @@ impl Store {
                 }
                 new = base;
             }
-            Scope::Main { ignore_status: true } => {
+            Scope::Main {
+                ignore_status: true,
+            } => {
                 let prev = old.as_ref().and_then(|o| o.get("status").cloned());
                 let obj = new.as_object_mut().expect("object");
                 match prev {
@@ -362,21 +422,30 @@ impl Store {
                     }
                 }
             }
-            Scope::Main { ignore_status: false } => {}
+            Scope::Main {
+                ignore_status: false,
+            } => {}
         }
         self.normalize(def, old.as_ref(), &mut new, opts.origin)?;
         self.validate(def, name, old.as_ref(), &new)?;
         // System metadata is the server's.
         let now = now_rfc3339();
         {
-            let old_meta = old.as_ref().and_then(|o| o.get("metadata")).cloned().unwrap_or(json!({}));
+            let old_meta = old
+                .as_ref()
+                .and_then(|o| o.get("metadata"))
+                .cloned()
+                .unwrap_or(json!({}));
             let spec_changed = old.as_ref().map(|o| o.get("spec")) != Some(new.get("spec"));
             let meta = meta_mut(&mut new);
             meta.remove("selfLink");
             for k in ["uid", "creationTimestamp"] {
                 match old_meta.get(k) {
                     Some(v) => meta.insert(k.into(), v.clone()),
-                    None => meta.insert(k.into(), json!(if k == "uid" { new_uid() } else { now.clone() })),
+                    None => meta.insert(
+                        k.into(),
+                        json!(if k == "uid" { new_uid() } else { now.clone() }),
+                    ),
                 };
             }
             if def.generation {
@@ -392,6 +461,16 @@ impl Store {
             }
             meta.remove("resourceVersion");
             meta.remove("managedFields");
+            // Go's `omitempty`: an empty map or list is not serialized.
+            for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                if meta.get(k).is_some_and(|v| {
+                    v.as_object().is_some_and(|m| m.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                        || v.is_null()
+                }) {
+                    meta.remove(k);
+                }
+            }
         }
         let entries = match ownership {
             Ownership::Update => patch::track_update(
@@ -412,30 +491,50 @@ impl Store {
         if let Some(old) = &old {
             // A write that changes nothing is not persisted: same resourceVersion, no watch event.
             let mut cmp = new.clone();
-            meta_mut(&mut cmp).insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+            meta_mut(&mut cmp).insert(
+                "resourceVersion".into(),
+                old["metadata"]["resourceVersion"].clone(),
+            );
             if same_ignoring_times(&cmp, old) {
                 return Ok((old.clone(), false));
             }
         }
         let created = old.is_none();
         if opts.dry_run {
-            meta_mut(&mut new).insert("resourceVersion".into(), json!(old.as_ref().map(|o| meta_str(o, "resourceVersion")).unwrap_or("")));
+            meta_mut(&mut new).insert(
+                "resourceVersion".into(),
+                json!(
+                    old.as_ref()
+                        .map(|o| meta_str(o, "resourceVersion"))
+                        .unwrap_or("")
+                ),
+            );
             return Ok((new, created));
         }
         self.rv += 1;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.objects.insert((def.storage, ns.to_string(), name.to_string()), new.clone());
+        self.objects
+            .insert((def.storage, ns.to_string(), name.to_string()), new.clone());
         if def.storage == "deployments.apps" && scope != Scope::Status {
-            let gen_changed = old.as_ref().map(|o| o["metadata"]["generation"].clone()) != Some(new["metadata"]["generation"].clone());
+            let gen_changed = old.as_ref().map(|o| o["metadata"]["generation"].clone())
+                != Some(new["metadata"]["generation"].clone());
             if let (Some(_), Some(tx), true) = (self.rollout_delay, &self.rollout_tx, gen_changed) {
-                let _ = tx.send((ns.to_string(), name.to_string(), new["metadata"]["generation"].as_i64().unwrap_or(1)));
+                let _ = tx.send((
+                    ns.to_string(),
+                    name.to_string(),
+                    new["metadata"]["generation"].as_i64().unwrap_or(1),
+                ));
             }
         }
         self.record(Change {
             rv: self.rv,
             storage: def.storage,
             namespace: ns.to_string(),
-            kind: if created { ChangeType::Added } else { ChangeType::Modified },
+            kind: if created {
+                ChangeType::Added
+            } else {
+                ChangeType::Modified
+            },
             object: new.clone(),
             old,
         });
@@ -481,17 +580,30 @@ impl Store {
         }
         if def.plural == "namespaces" {
             // The namespace controller is instantaneous here: contents go first, then the namespace.
-            let keys: Vec<Key> = self.objects.keys().filter(|(_, n, _)| n == name).cloned().collect();
+            let keys: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(_, n, _)| n == name)
+                .cloned()
+                .collect();
             for key in keys {
                 if let Some(obj) = self.objects.remove(&key) {
                     self.rv += 1;
                     let mut obj = obj;
                     meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-                    self.record(Change { rv: self.rv, storage: key.0, namespace: key.1, kind: ChangeType::Deleted, object: obj, old: None });
+                    self.record(Change {
+                        rv: self.rv,
+                        storage: key.0,
+                        namespace: key.1,
+                        kind: ChangeType::Deleted,
+                        object: obj,
+                        old: None,
+                    });
                 }
             }
         }
-        self.objects.remove(&(def.storage, ns.to_string(), name.to_string()));
+        self.objects
+            .remove(&(def.storage, ns.to_string(), name.to_string()));
         self.rv += 1;
         let mut obj = current;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
@@ -507,7 +619,13 @@ impl Store {
     }
 
     /// Per-kind defaulting and conversion (Secret `stringData` → `data`, base64 check, `type` default; …).
-    fn normalize(&self, def: &ResourceDef, old: Option<&Value>, obj: &mut Value, origin: Origin) -> Result<(), ApiError> {
+    fn normalize(
+        &self,
+        def: &ResourceDef,
+        old: Option<&Value>,
+        obj: &mut Value,
+        origin: Origin,
+    ) -> Result<(), ApiError> {
         let name = meta_str(obj, "name").to_string();
         match (def.group, def.plural) {
             ("", "secrets") => {
@@ -526,25 +644,38 @@ impl Store {
                         return Err(self.decode_error(def, obj_json_for(m), &format!("json: cannot unmarshal {} into Go struct field Secret.data of type []uint8", json_type(v)), origin));
                     };
                     match decode_go_base64(s) {
-                        Ok(bytes) => *v = json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                        Ok(bytes) => {
+                            *v = json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                        }
                         Err(at) => {
                             let _ = k;
                             let mut full = m.clone();
                             full.insert("data".into(), Value::Object(data.clone()));
-                            return Err(self.decode_error(def, Value::Object(full), &format!("illegal base64 data at input byte {at}"), origin));
+                            return Err(self.decode_error(
+                                def,
+                                Value::Object(full),
+                                &format!("illegal base64 data at input byte {at}"),
+                                origin,
+                            ));
                         }
                     }
                 }
                 if let Some(Value::Object(sd)) = m.remove("stringData") {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or_default();
-                        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                        data.insert(
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                        );
                     }
                 }
                 if !data.is_empty() {
                     m.insert("data".into(), Value::Object(data));
                 }
-                if m.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if m.get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     m.insert("type".into(), json!("Opaque"));
                 }
             }
@@ -579,10 +710,21 @@ impl Store {
         Ok(())
     }
 
-    fn decode_error(&self, def: &ResourceDef, patched: Value, detail: &str, origin: Origin) -> ApiError {
+    fn decode_error(
+        &self,
+        def: &ResourceDef,
+        patched: Value,
+        detail: &str,
+        origin: Origin,
+    ) -> ApiError {
         match origin {
             // `runtime.DecodeInto` of the patched object fails: NewInvalid with an empty GroupKind and name.
-            Origin::Patch => status::invalid("", "", "", &[FieldError::invalid("patch", &patched.to_string(), detail)]),
+            Origin::Patch => status::invalid(
+                "",
+                "",
+                "",
+                &[FieldError::invalid("patch", &patched.to_string(), detail)],
+            ),
             Origin::Body | Origin::Handle => status::bad_request(&format!(
                 "{} in version \"{}\" cannot be handled as a {}: {detail}",
                 def.kind, def.version, def.kind
@@ -591,12 +733,26 @@ impl Store {
     }
 
     /// Validation the real strategies do for the fields cacerts-sync touches.
-    fn validate(&self, def: &ResourceDef, name: &str, old: Option<&Value>, new: &Value) -> Result<(), ApiError> {
+    fn validate(
+        &self,
+        def: &ResourceDef,
+        name: &str,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), ApiError> {
         let mut errs = Vec::new();
         if old.is_none() {
-            let ok = if def.plural == "namespaces" { is_dns_label(name) } else { is_dns_subdomain(name) };
+            let ok = if def.plural == "namespaces" {
+                is_dns_label(name)
+            } else {
+                is_dns_subdomain(name)
+            };
             if !ok {
-                let msg = if def.plural == "namespaces" { DNS1123_LABEL_MSG } else { DNS1123_SUBDOMAIN_MSG };
+                let msg = if def.plural == "namespaces" {
+                    DNS1123_LABEL_MSG
+                } else {
+                    DNS1123_SUBDOMAIN_MSG
+                };
                 errs.push(FieldError::invalid("metadata.name", name, msg));
             }
         }
@@ -609,15 +765,24 @@ impl Store {
                 }
                 if old.get("immutable").and_then(Value::as_bool) == Some(true) {
                     if new.get("immutable").and_then(Value::as_bool) != Some(true) {
-                        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+                        errs.push(FieldError::forbidden(
+                            "immutable",
+                            "field is immutable when `immutable` is set",
+                        ));
                     }
                     if old.get("data") != new.get("data") {
-                        errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
+                        errs.push(FieldError::forbidden(
+                            "data",
+                            "field is immutable when `immutable` is set",
+                        ));
                     }
                 }
             }
             let data = new.get("data").and_then(Value::as_object);
-            for k in data.map(|d| d.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+            for k in data
+                .map(|d| d.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
                 if !is_config_key(&k) {
                     errs.push(FieldError::invalid(
                         &format!("data[{k}]"),
@@ -640,7 +805,11 @@ impl Store {
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(status::invalid(def.group, def.kind, name, &errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(status::invalid(def.group, def.kind, name, &errs))
+        }
     }
 }
 
@@ -662,7 +831,10 @@ fn json_type(v: &Value) -> &'static str {
 fn same_ignoring_times(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
-        if let Some(list) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+        if let Some(list) = v
+            .pointer_mut("/metadata/managedFields")
+            .and_then(Value::as_array_mut)
+        {
             for e in list {
                 if let Some(m) = e.as_object_mut() {
                     m.remove("time");
@@ -672,4 +844,38 @@ fn same_ignoring_times(a: &Value, b: &Value) -> bool {
         v
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_base64_error;
+
+    #[test]
+    fn base64_errors_point_at_the_byte_go_reports() {
+        // Offsets follow Go's `base64.StdEncoding` (`decodeQuantum`), which the apiserver's JSON decoder uses.
+        assert_eq!(go_base64_error(b"YWJj"), None);
+        assert_eq!(go_base64_error(b"YQ==\n"), None, "newlines are skipped");
+        assert_eq!(go_base64_error(b"!!"), Some(0));
+        assert_eq!(go_base64_error(b"YWJj!"), Some(4));
+        assert_eq!(
+            go_base64_error(b"YQ="),
+            Some(3),
+            "missing second padding character: the input length"
+        );
+        assert_eq!(
+            go_base64_error(b"YWJjYQ"),
+            Some(4),
+            "unpadded tail: start of the quantum"
+        );
+        assert_eq!(
+            go_base64_error(b"YQ==x"),
+            Some(4),
+            "trailing garbage after padding"
+        );
+        assert_eq!(
+            go_base64_error(b"Y==="),
+            Some(1),
+            "padding after one character"
+        );
+    }
 }

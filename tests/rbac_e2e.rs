@@ -1,0 +1,148 @@
+//! The RBAC we ship is enough, and no more than enough: the real binary runs with a token that the
+//! Kubernetes test server limits to exactly the rules of the shipped Role (`jobs/role.yaml`, and the Helm
+//! chart's Role rendered by real Helm for watch mode), the way the API server's RBAC authorizer would.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use cacerts_testkit::kube::Rule;
+use common::{Env, NS};
+use k8s_openapi::api::rbac::v1::Role;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rules_of(role: &Role) -> Vec<Rule> {
+    role.rules
+        .iter()
+        .flatten()
+        .flat_map(|r| {
+            let verbs: Vec<&str> = r.verbs.iter().map(String::as_str).collect();
+            let resources: Vec<&str> = r.resources.iter().flatten().map(String::as_str).collect();
+            let names: Vec<&str> = r.resource_names.iter().flatten().map(String::as_str).collect();
+            r.api_groups.iter().flatten().map(move |group| {
+                let rule = Rule::new(&verbs, group, &resources);
+                if names.is_empty() { rule } else { rule.names(&names) }
+            })
+        })
+        .collect()
+}
+
+fn role_from_yaml(text: &str) -> Role {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).expect("YAML");
+    let role = docs.into_iter().find(|d| d["kind"] == "Role").expect("a Role in the stream");
+    serde_json::from_value(role).expect("a valid Role")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
+    let env = Env::start().await;
+    env.istiod("istiod", "default");
+    let role = role_from_yaml(&std::fs::read_to_string(repo().join("jobs/role.yaml")).unwrap());
+    let kubeconfig = env.limited_kubeconfig("jobs-role", rules_of(&role));
+    let a = env.pki.root_a();
+    let run_sync = || {
+        let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
+        cmd.env("KUBECONFIG", &kubeconfig);
+        env.output(cmd)
+    };
+
+    env.upload(&env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a)));
+    let created = run_sync().await;
+    assert_eq!(created.code, 0, "create + restart with the shipped Role: {}", created.stderr);
+    assert!(!created.stderr.contains("failed to publish"), "events are allowed too: {}", created.stderr);
+    assert_eq!(env.generation("istiod"), 2);
+
+    let b = env.pki.root_b();
+    env.upload(&env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a)));
+    let updated = run_sync().await;
+    assert_eq!(updated.code, 0, "update + restart with the shipped Role: {}", updated.stderr);
+    assert_eq!(env.generation("istiod"), 3);
+
+    // The Role is scoped to cacerts by name: another Secret in the namespace is out of reach.
+    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--secret", "other"]);
+    cmd.env("KUBECONFIG", &kubeconfig);
+    let other = env.output(cmd).await;
+    assert_eq!(other.code, 4, "{}", other.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_watch_mode_role_is_enough_for_watch_with_leader_election() {
+    let env = Env::start().await;
+    env.istiod("istiod", "default");
+    let values = repo().join("tests/chart/values/watch-ha.yaml");
+    let out = Command::new("python3")
+        .args(["tests/chart/render.py", "-f"])
+        .arg(&values)
+        .current_dir(repo())
+        .output()
+        .expect("python3 tests/chart/render.py runs (pip install -r tests/chart/requirements.txt)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let role = role_from_yaml(&rendered);
+    let deployment = serde_saphyr::from_multiple::<serde_json::Value>(&rendered)
+        .unwrap()
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("watch mode renders a Deployment");
+    let lease_name = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("--lease-name="))
+        .next()
+        .expect("--lease-name in the rendered args")
+        .to_string();
+    let kubeconfig = env.limited_kubeconfig("chart-watch-role", rules_of(&role));
+    let (_a, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+
+    let port = free_port();
+    let mut cmd = env.command(
+        "workload-identity",
+        &[
+            "watch",
+            "--vault-url",
+            &env.kv.vault_url(),
+            "--disable-challenge-resource-verification",
+            "--interval",
+            "1s",
+            "--jitter",
+            "0s",
+            "--leader-election",
+            "--lease-name",
+            &lease_name,
+            "--identity",
+            "cacerts-sync-0",
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    cmd.env("KUBECONFIG", &kubeconfig).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.secret().is_none() || env.kube.get("leases", NS, &lease_name).is_none() {
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.start_kill();
+            let out = child.wait_with_output().await.unwrap();
+            panic!("watch did not take the Lease and sync with the chart's Role: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.assert_secret_holds(&ca);
+    assert_eq!(env.generation("istiod"), 2, "the created cacerts restarted istiod");
+    // No request the Role does not allow was ever refused.
+    let refused: Vec<_> = env.kube.requests().into_iter().filter(|r| r.status == 403).map(|r| format!("{} {}", r.method, r.path)).collect();
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.unwrap();
+    env.assert_no_key_bytes(&String::from_utf8_lossy(&out.stderr));
+    assert!(refused.is_empty(), "requests refused by the chart's Role: {refused:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

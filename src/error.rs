@@ -66,6 +66,55 @@ pub trait Classify {
     }
 }
 
+/// Removes anything that could be secret material from text that came from a server.
+///
+/// A real API server echoes the patched object in some 422 messages (bad base64 in a Secret patch), and
+/// `cacerts` holds a private key, so server text is scrubbed before it reaches a log line or an Event: PEM
+/// blocks and long base64 runs become `<redacted>`.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("-----END").and_then(|end| rest[start + end + 8..].find("-----").map(|tail| start + end + 8 + tail + 5)) {
+            Some(stop) => {
+                out.push_str("<redacted>");
+                rest = &rest[stop..];
+            }
+            None => {
+                out.push_str("<redacted>");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let mut scrubbed = String::with_capacity(out.len());
+    let mut run = String::new();
+    for c in out.chars() {
+        if is_b64(c) {
+            run.push(c);
+            continue;
+        }
+        flush(&mut scrubbed, &mut run);
+        scrubbed.push(c);
+    }
+    flush(&mut scrubbed, &mut run);
+    scrubbed
+}
+
+fn flush(out: &mut String, run: &mut String) {
+    // 40+ characters of base64 without a break is never an identifier or a message word. Lowercase hex
+    // (fingerprints, version ids) is kept: key material in base64 always has other characters.
+    let hex = run.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    if run.len() >= 40 && !hex {
+        out.push_str("<redacted>");
+    } else {
+        out.push_str(run);
+    }
+    run.clear();
+}
+
 /// Writes an error and its whole `source()` chain on one line: `a: b: c`.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
@@ -79,5 +128,23 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    out
+    redact(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_removes_pem_blocks_and_long_base64_but_keeps_words() {
+        let text = "Secret \"cacerts\" is invalid: data[ca-key.pem]: -----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n and {\"ca-key.pem\":\"TUlHSEFnRUFNQk1HQnlxR1NNNDlBZ0VHQ0NxR1NNNDlBd0VIQkcwd2F3SUJBUVFn\"} (fingerprint 0123abcd)";
+        let out = redact(text);
+        assert!(!out.contains("MIGHAgEA"), "{out}");
+        assert!(!out.contains("TUlHSEFn"), "{out}");
+        assert!(out.contains("Secret \"cacerts\" is invalid"));
+        assert!(out.contains("fingerprint 0123abcd"));
+        assert_eq!(redact("secrets \"cacerts\" not found"), "secrets \"cacerts\" not found");
+        let fp = "b3615068f75706bdb0e449aece661b17414922ab271c55578e70e8c4754eb5b6";
+        assert_eq!(redact(fp), fp, "fingerprints survive");
+    }
 }

@@ -52,9 +52,9 @@ fn describe(err: &kube::Error) -> String {
                 403 => " (grant the missing verb in the cacerts-sync Role)",
                 _ => "",
             };
-            format!("{} {}: {}{hint}", s.code, s.reason, s.message)
+            format!("{} {}: {}{hint}", s.code, s.reason, crate::error::redact(&s.message))
         }
-        other => crate::error::chain(other),
+        other => crate::error::redact(&crate::error::chain(other)),
     }
 }
 

@@ -62,8 +62,18 @@
 //!   another owner holds is a 409 listing every such field; applying the same value makes co-owners without
 //!   conflict; `force=true` takes the fields over; fields dropped from a manager's applied configuration are
 //!   removed unless someone else owns them; `fieldManager` is required (422); apply creates a missing object.
+//! - Events: `ValidateEventCreate`/`ValidateEventUpdate` ported: an Event with `eventTime` needs
+//!   `reportingComponent` (`reportingController` in events.k8s.io) as a qualified name, `reportingInstance`,
+//!   `action` and `reason` (≤ 128 bytes each) and a `message`/`note` of ≤ 1024 bytes; events.k8s.io creates
+//!   also need `eventTime`, `type` Normal|Warning and unset deprecated fields, a `series` needs `count` ≥ 2, and
+//!   `reason`/`note`/`type`/`regarding` are immutable on update. Paths in the messages use the core field names,
+//!   as the apiserver validates the internal (core) form.
 //! - Protobuf request bodies (what kubectl's `create secret` / `create namespace` send) are decoded for
 //!   Secrets and Namespaces; responses are always JSON (clients accept that).
+//! - Server-side printing (`Accept: …;as=Table;…`, what `kubectl get` asks for, also on watches) with the
+//!   apiserver's default columns: Secrets TYPE/DATA/AGE, Deployments READY/UP-TO-DATE/AVAILABLE/AGE and, with
+//!   `-o wide`, CONTAINERS/IMAGES/SELECTOR, Namespaces STATUS, Leases HOLDER, Events LAST SEEN/TYPE/REASON/
+//!   OBJECT/MESSAGE.
 //!
 //! # How it differs from a real kube-apiserver
 //! - Only the resources above; other paths are 404, so `kubectl get all`/`get pods` fail. No ReplicaSets or
@@ -87,16 +97,15 @@
 //!   `progressDeadlineSeconds` and an empty `status`; the Pod template gets none of the real defaults
 //!   (`imagePullPolicy`, `terminationMessagePath`, `dnsPolicy`, …), and Deployments are not validated
 //!   (selector/template label mismatch is accepted). Namespaces get the `kubernetes.io/metadata.name` label,
-//!   the `kubernetes` finalizer and phase Active. Events and Leases are not validated at all.
+//!   the `kubernetes` finalizer and phase Active. Leases are not validated. Events get the apiserver's
+//!   `ValidateEvent` checks listed above, but not the metadata-update or eventTime-precision rules.
 //! - Deleting a namespace removes its objects and the namespace at once (no Terminating phase persists;
 //!   the DELETE response shows `Terminating`). DELETE of other kinds answers a `Status` Success with
 //!   `details.uid`, as the generic registry does; `propagationPolicy`/finalizers/graceful deletion are ignored.
 //! - `list` ignores `limit`/`continue` (everything comes in one page, which is a valid answer) and
 //!   `resourceVersion`/`resourceVersionMatch` (always the latest state).
-//! - Server-side printing (`Accept: …;as=Table;…`, what `kubectl get` asks for, also on watches) renders the
-//!   apiserver's columns for these kinds (Secrets NAME/TYPE/DATA/AGE, Deployments READY/UP-TO-DATE/AVAILABLE and
-//!   wide CONTAINERS/IMAGES/SELECTOR, Namespaces STATUS, Leases HOLDER, Events LAST SEEN/TYPE/REASON/OBJECT/
-//!   MESSAGE only), with `columnDefinitions` on every Table, also each watch event's.
+//! - Tables: the wide-only Event columns (SUBOBJECT, SOURCE, FIRST SEEN, COUNT, NAME) are missing, and every
+//!   Table, also each watch event's, carries `columnDefinitions`.
 //! - Watches keep the last 10 000 changes (or what [`compact`](KubeTestServer::compact) left); BOOKMARKs come
 //!   every 5 s by default (about every minute in the apiserver; [`set_bookmark_interval`](
 //!   KubeTestServer::set_bookmark_interval)). A watcher more than 4 096 events behind is closed.
@@ -107,7 +116,9 @@
 //!   accepted and unknown fields are kept), no `/scale`, no deletecollection, no protobuf/CBOR responses,
 //!   HTTP/1.1 only (no HTTP/2 ALPN). Protobuf bodies of other kinds than Secret/Namespace get 415.
 //! - Injected [`Fault`]s replace the answer after authentication; a 409 or 404 on an object URL uses that
-//!   object's real Conflict/NotFound body, 429 adds `Retry-After`.
+//!   object's real Conflict/NotFound body, 429 adds `Retry-After`. Note that kube 5's client retries 429,
+//!   503 and 504 by itself (exponential backoff), so a fault with those codes and no `times` limit makes a
+//!   kube-rs caller retry for minutes; use 500 or `times(n)`.
 
 mod patch;
 mod protobuf;

@@ -805,6 +805,9 @@ impl Store {
                 }
             }
         }
+        if def.storage == "events" {
+            validate_event(def, old, new, &mut errs);
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -844,6 +847,191 @@ fn same_ignoring_times(a: &Value, b: &Value) -> bool {
         v
     };
     strip(a) == strip(b)
+}
+
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// `validation.IsQualifiedName` (`[prefix/]name`).
+fn qualified_name_errors(field: &str, value: &str, errs: &mut Vec<FieldError>) {
+    let (prefix, name) = match value.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, value),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            errs.push(FieldError::invalid(
+                field,
+                value,
+                "prefix part must be non-empty",
+            ));
+        } else if !is_dns_subdomain(p) {
+            errs.push(FieldError::invalid(
+                field,
+                value,
+                &format!("prefix part {DNS1123_SUBDOMAIN_MSG}"),
+            ));
+        }
+    }
+    if name.is_empty() {
+        errs.push(FieldError::invalid(
+            field,
+            value,
+            "name part must be non-empty",
+        ));
+    } else if name.len() > 63 {
+        errs.push(FieldError::invalid(
+            field,
+            value,
+            "name part must be no more than 63 characters",
+        ));
+    }
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !ok {
+        errs.push(FieldError::invalid(field, value, QUALIFIED_NAME_MSG));
+    }
+}
+
+/// `ValidateEventCreate`/`ValidateEventUpdate` of the apiserver, run on the stored (core) form, hence the core
+/// field names in paths even for events.k8s.io requests (except `reportingController`).
+fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut Vec<FieldError>) {
+    let s = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ns = s(e, "/metadata/namespace");
+    let involved_ns = s(e, "/involvedObject/namespace");
+    let has_event_time = !s(e, "/eventTime").is_empty();
+    let controller_field = if def.is_events_v1() {
+        "reportingController"
+    } else {
+        "reportingComponent"
+    };
+    if !has_event_time {
+        let mismatch = if involved_ns.is_empty() {
+            !ns.is_empty() && ns != "default"
+        } else {
+            ns != involved_ns
+        };
+        if mismatch {
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                &involved_ns,
+                "does not match event.namespace",
+            ));
+        }
+    } else {
+        if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                &involved_ns,
+                "does not match event.namespace",
+            ));
+        }
+        let controller = s(e, "/reportingComponent");
+        if controller.is_empty() {
+            errs.push(FieldError::required(controller_field));
+        }
+        qualified_name_errors(controller_field, &controller, errs);
+        for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+            let v = s(e, &format!("/{field}"));
+            if v.is_empty() {
+                errs.push(FieldError::required(field));
+            }
+            if v.len() > limit {
+                errs.push(FieldError::invalid(
+                    field,
+                    "",
+                    &format!("can have at most {limit} characters"),
+                ));
+            }
+        }
+        if s(e, "/message").len() > 1024 {
+            errs.push(FieldError::invalid(
+                "message",
+                "",
+                "can have at most 1024 characters",
+            ));
+        }
+    }
+    if !def.is_events_v1() {
+        return;
+    }
+    // Strict validation of the events.k8s.io API.
+    if let Some(series) = e.get("series").filter(|v| !v.is_null()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            errs.push(FieldError::invalid(
+                "series.count",
+                "",
+                "should be at least 2",
+            ));
+        }
+        if series
+            .get("lastObservedTime")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            errs.push(FieldError::required("series.lastObservedTime"));
+        }
+    }
+    match old {
+        None => {
+            if !has_event_time {
+                errs.push(FieldError::required("eventTime"));
+            }
+            let ty = s(e, "/type");
+            if ty != "Normal" && ty != "Warning" {
+                errs.push(FieldError::invalid(
+                    "type",
+                    "",
+                    &format!("has invalid value: {ty}"),
+                ));
+            }
+            let source_set = e.get("source").and_then(Value::as_object).is_some_and(|m| {
+                m.values()
+                    .any(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            });
+            for (field, set) in [
+                ("firstTimestamp", !s(e, "/firstTimestamp").is_empty()),
+                ("lastTimestamp", !s(e, "/lastTimestamp").is_empty()),
+                (
+                    "count",
+                    e.get("count").and_then(Value::as_i64).unwrap_or(0) != 0,
+                ),
+                ("source", source_set),
+            ] {
+                if set {
+                    errs.push(FieldError::invalid(field, "", "needs to be unset"));
+                }
+            }
+        }
+        Some(old) => {
+            for field in ["reason", "message", "type"] {
+                let new_v = s(e, &format!("/{field}"));
+                if new_v != s(old, &format!("/{field}")) {
+                    errs.push(FieldError::invalid(field, &new_v, "field is immutable"));
+                }
+            }
+            if e.get("involvedObject") != old.get("involvedObject") {
+                let v = e
+                    .get("involvedObject")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                errs.push(FieldError::invalid(
+                    "involvedObject",
+                    &v,
+                    "field is immutable",
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -142,12 +142,21 @@ impl Syncer {
         }
     }
 
-    /// One pass, bounded by `--timeout`.
+    /// One pass, bounded by `--timeout`. A failure is also reported as a Warning Event on the Secret.
     pub async fn pass(&self, known: &Known) -> Result<PassReport, PassError> {
-        match tokio::time::timeout(self.config.timeout, self.pass_inner(known)).await {
+        let result = match tokio::time::timeout(self.config.timeout, self.pass_inner(known)).await {
             Ok(result) => result,
             Err(_) => Err(PassError::Timeout(self.config.timeout)),
+        };
+        if let (Err(error), Target::Secret { sink, events, .. }) = (&result, &self.target) {
+            // Invalid material has its own InvalidMaterial event; a Kubernetes failure would most likely fail
+            // to publish the event as well.
+            if matches!(error, PassError::Source(_) | PassError::Restart(_) | PassError::Timeout(_) | PassError::Secret(SecretError::NotAdopted { .. } | SecretError::WrongType { .. })) {
+                let r = k8s::reference("v1", "Secret", sink.namespace(), sink.name(), None);
+                events.warning(&r, "SyncFailed", "Sync", crate::error::chain(error)).await;
+            }
         }
+        result
     }
 
     async fn pass_inner(&self, known: &Known) -> Result<PassReport, PassError> {
@@ -183,6 +192,9 @@ impl Syncer {
                     None => Baseline::Created,
                     Some(secret) => Baseline::Existing(bundle::root_fingerprint(&material_of(secret).root_cert).ok().map(|f| f.to_string())),
                 };
+                // Events are published after the restart step: they must not delay istiod's restart.
+                let mut notes: Vec<(&str, String)> = Vec::new();
+                let mut regarding = None;
                 let action = if self.config.dry_run {
                     print_diff(deployed_material.as_ref(), &fetched.material, &report, self.config.expiry_warning);
                     match &current {
@@ -197,38 +209,36 @@ impl Syncer {
                         }
                     }
                 } else {
-                    let written = sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await;
-                    let written = match written {
-                        Ok(w) => w,
-                        Err(e) => {
-                            let r = secret_ref(sink, current.as_ref());
-                            events.warning(&r, "SyncFailed", "Sync", e.to_string()).await;
-                            return Err(e.into());
-                        }
-                    };
-                    let r = secret_ref(sink, written.secret.as_ref());
+                    let written = sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
+                    regarding = Some(secret_ref(sink, written.secret.as_ref()));
                     match &written.action {
                         WriteAction::Unchanged => {}
                         WriteAction::Created => {
                             tracing::info!(namespace = sink.namespace(), secret = sink.name(), "cacerts created");
-                            events.normal(&r, "Synced", "Sync", format!("created from {source}{} (root fingerprint {root_fingerprint})", versions_note(fetched.versions.as_ref()))).await;
+                            notes.push(("Synced", format!("created from {source}{} (root fingerprint {root_fingerprint})", versions_note(fetched.versions.as_ref()))));
                         }
                         WriteAction::Updated { changed, adopted } => {
                             let keys: Vec<&str> = changed.iter().map(|r| r.file_name()).collect();
                             if *adopted {
                                 tracing::info!(namespace = sink.namespace(), secret = sink.name(), "adopted existing cacerts Secret (it was not managed by cacerts-sync); other keys, labels and annotations are kept");
-                                events.normal(&r, "Adopted", "Sync", format!("cacerts-sync took over this Secret; updated {}", keys.join(", "))).await;
+                                notes.push(("Adopted", format!("cacerts-sync took over this Secret; updated {}", keys.join(", "))));
                             }
                             tracing::info!(namespace = sink.namespace(), secret = sink.name(), keys = %keys.join(","), "cacerts updated");
-                            events.normal(&r, "Synced", "Sync", format!("updated {} from {source}{} (root fingerprint {root_fingerprint})", keys.join(", "), versions_note(fetched.versions.as_ref()))).await;
+                            notes.push(("Synced", format!("updated {} from {source}{} (root fingerprint {root_fingerprint})", keys.join(", "), versions_note(fetched.versions.as_ref()))));
                         }
                     }
                     written.action
                 };
                 let restart = match restarter {
-                    Some(restarter) => Some(restarter.reconcile(root_fingerprint.as_str(), &baseline, known.deployments.clone(), self.config.dry_run).await?),
+                    Some(restarter) => Some(restarter.reconcile(root_fingerprint.as_str(), &baseline, known.deployments.clone(), self.config.dry_run).await),
                     None => None,
                 };
+                if let Some(r) = &regarding {
+                    for (reason, note) in notes {
+                        events.normal(r, reason, "Sync", note).await;
+                    }
+                }
+                let restart = restart.transpose()?;
                 (action, restart)
             }
         };

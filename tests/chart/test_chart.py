@@ -519,8 +519,8 @@ def test_pods_run_non_root_read_only_without_capabilities(values_file: Path) -> 
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     res = container(objs)["resources"]
-    assert res["requests"] == {"cpu": "10m", "memory": "32Mi"}
-    assert res["limits"] == {"memory": "64Mi"}
+    assert res["requests"] == {"cpu": "10m", "memory": "16Mi"}
+    assert res["limits"] == {"memory": "32Mi"}
 
 
 # ---------------------------------------------------------------------------------------------- workload identity

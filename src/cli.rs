@@ -150,8 +150,9 @@ pub struct RestartArgs {
     pub wait_timeout: humantime::Duration,
 }
 
+/// What `sync` and `watch` share: one pass's source, validation, target and restart settings.
 #[derive(Debug, Clone, Args)]
-pub struct SyncArgs {
+pub struct PassGroups {
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
@@ -161,18 +162,9 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub restart: RestartArgs,
 
-    /// Write the `cacerts` file layout into a directory instead of the Secret (`dir:PATH`), for an istiod that runs
-    /// outside Kubernetes.
-    #[arg(long = "target", env = "CACERTS_SYNC_TARGET", value_name = "SPEC", help_heading = "Target")]
-    pub target_spec: Option<String>,
-
     /// Refuse to take over a `cacerts` Secret that cacerts-sync did not create.
     #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
     pub no_adopt: bool,
-
-    /// Do everything but write: print what would change.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
-    pub dry_run: bool,
 
     /// Never restart istiod, even when the root changed.
     #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
@@ -180,23 +172,24 @@ pub struct SyncArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub common: PassGroups,
+
+    /// Write the `cacerts` file layout into a directory instead of the Secret (`dir:PATH`), for an istiod that runs
+    /// outside Kubernetes.
+    #[arg(long = "target", env = "CACERTS_SYNC_TARGET", value_name = "SPEC", help_heading = "Target")]
+    pub target_spec: Option<String>,
+
+    /// Do everything but write: print what would change.
+    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
-    pub source: SourceArgs,
-    #[command(flatten)]
-    pub pass: PassArgs,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    #[command(flatten)]
-    pub restart: RestartArgs,
-
-    /// Refuse to take over a `cacerts` Secret that cacerts-sync did not create.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
-    pub no_adopt: bool,
-
-    /// Never restart istiod, even when the root changed.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
-    pub no_restart: bool,
+    pub common: PassGroups,
 
     /// Time between passes.
     #[arg(long, env = "CACERTS_SYNC_INTERVAL", default_value = "2m", conflicts_with = "schedule", help_heading = "Schedule")]

@@ -315,13 +315,19 @@ fn nonzero(flag: &'static str, d: humantime::Duration) -> Result<Duration, Confi
 
 impl SyncConfig {
     pub fn from_args(args: &cli::SyncArgs) -> Result<Self, ConfigError> {
-        let target = target(&args.target, args.target_spec.as_deref())?;
+        Self::from_groups(&args.common, args.target_spec.as_deref(), args.dry_run)
+    }
+
+    fn from_groups(args: &cli::PassGroups, target_spec: Option<&str>, dry_run: bool) -> Result<Self, ConfigError> {
+        let target = target(&args.target, target_spec)?;
+        // A directory target has no istiod to restart.
+        let restart_enabled = !args.no_restart && matches!(target, TargetSpec::Secret { .. });
         Ok(Self {
             source: source(&args.source, false)?,
-            restart: restart(&args.restart, &args.target.namespace, !args.no_restart && matches!(target, TargetSpec::Secret { .. }))?,
+            restart: restart(&args.restart, &args.target.namespace, restart_enabled)?,
             target,
             adopt: !args.no_adopt,
-            dry_run: args.dry_run,
+            dry_run,
             timeout: nonzero("--timeout", args.pass.timeout)?,
             consistency_timeout: args.pass.consistency_timeout.into(),
             expiry_warning: args.pass.expiry_warning.into(),
@@ -331,17 +337,7 @@ impl SyncConfig {
 
 impl WatchConfig {
     pub fn from_args(args: &cli::WatchArgs) -> Result<Self, ConfigError> {
-        let target = target(&args.target, None)?;
-        let sync = SyncConfig {
-            source: source(&args.source, false)?,
-            restart: restart(&args.restart, &args.target.namespace, !args.no_restart)?,
-            target,
-            adopt: !args.no_adopt,
-            dry_run: false,
-            timeout: nonzero("--timeout", args.pass.timeout)?,
-            consistency_timeout: args.pass.consistency_timeout.into(),
-            expiry_warning: args.pass.expiry_warning.into(),
-        };
+        let sync = SyncConfig::from_groups(&args.common, None, false)?;
         let schedule = match &args.schedule {
             Some(expr) => Schedule::Cron(Box::new(parse_cron(expr)?)),
             None => Schedule::Interval(nonzero("--interval", args.interval)?),
@@ -354,7 +350,7 @@ impl WatchConfig {
                 .or_else(hostname)
                 .ok_or(ConfigError::Invalid { flag: "--identity", reason: "set POD_NAME or --identity".into() })?;
             Some(LeaseConfig {
-                namespace: args.target.namespace.clone(),
+                namespace: args.common.target.namespace.clone(),
                 name: args.lease_name.clone(),
                 duration: nonzero("--lease-duration", args.lease_duration)?,
                 identity,

@@ -91,9 +91,7 @@ async fn a_formatting_only_change_of_the_root_never_restarts_istiod() {
     let env = Env::start().await;
     canary(&env);
     let a = env.pki.root_a();
-    let ca = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
-    env.upload(&ca);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    let ca = env.synced(&[&a]).await;
     let before = generations(&env);
     // CRLF line endings and a comment before the block: same certificates, same fingerprint.
     let reformatted = format!("# root bundle\r\n{}", ca.root_cert.replace('\n', "\r\n"));
@@ -153,18 +151,12 @@ async fn check_root_restarts_after_another_writer_changed_the_root_and_then_does
     let env = Env::start().await;
     canary(&env);
     let a = env.pki.root_a();
-    let ca = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
-    env.upload(&ca);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    env.synced(&[&a]).await;
     let before = generations(&env);
 
     // The CSI driver (or a person) puts a new root bundle into cacerts.
     let b = env.pki.root_b();
-    let mut secret = env.secret().unwrap();
-    use base64::Engine as _;
-    let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
-    secret["data"]["root-cert.pem"] = base64::engine::general_purpose::STANDARD.encode(&bundle).into();
-    env.kube.update("secrets", NS, secret);
+    env.replace_root_in_secret(&format!("{}{}", a.cert_pem, b.cert_pem));
 
     let run = env.run_with("workload-identity", "check-root", &[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -183,10 +175,7 @@ async fn concurrent_runs_never_restart_twice() {
     assert_eq!(env.sync(&[]).await.code, 0);
     let before = generations(&env);
     let b = env.pki.root_b();
-    let mut secret = env.secret().unwrap();
-    use base64::Engine as _;
-    secret["data"]["root-cert.pem"] = base64::engine::general_purpose::STANDARD.encode(&b.cert_pem).into();
-    env.kube.update("secrets", NS, secret);
+    env.replace_root_in_secret(&b.cert_pem);
 
     // A CronJob run and a manual run at the same moment.
     let (one, two) = tokio::join!(

@@ -85,9 +85,7 @@ async fn intermediate_rotation_updates_cacerts() {
 async fn a_torn_rotation_is_waited_out_and_synced_once_it_heals() {
     let env = Env::start().await;
     let root = env.pki.root_a();
-    let old = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
-    env.upload(&old);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    let old = env.synced(&[&root]).await;
 
     // The operator has set the new ca-cert, but not yet ca-key and cert-chain.
     let new = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
@@ -116,9 +114,7 @@ async fn a_torn_rotation_is_waited_out_and_synced_once_it_heals() {
 async fn a_torn_rotation_that_does_not_heal_exits_3_and_leaves_cacerts_untouched() {
     let env = Env::start().await;
     let root = env.pki.root_a();
-    let old = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
-    env.upload(&old);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    env.synced(&[&root]).await;
     let rv = env.secret_rv();
 
     let new = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
@@ -277,9 +273,7 @@ async fn a_cacerts_of_another_type_is_an_error_that_says_so() {
 async fn dry_run_prints_the_change_and_writes_nothing() {
     let env = Env::start().await;
     let root = env.pki.root_a();
-    let old = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
-    env.upload(&old);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    env.synced(&[&root]).await;
     let rv = env.secret_rv();
     let root_b = env.pki.root_b();
     let new = env.pki.plugin_ca(&[&root, &root_b], &env.pki.default_intermediate(&root));
@@ -372,4 +366,40 @@ async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reads_key_vault_and_the_cluster_secret_and_prints_json() {
+    let env = Env::start().await;
+    let a = env.pki.root_a();
+    let b = env.pki.root_b();
+    let ca = env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a));
+    env.upload(&ca);
+    let run = env.run_with("workload-identity", "inspect", &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    assert_eq!(report["root_fingerprint"], fingerprint(&ca.root_cert));
+    assert_eq!(report["root_count"], 2);
+    assert_eq!(env.secret(), None, "inspect writes nothing");
+
+    // The same material once it is in the cluster: --source secret:NAMESPACE/NAME.
+    assert_eq!(env.sync(&[]).await.code, 0);
+    let run = env.run_with("workload-identity", "inspect", &["--source", &format!("secret:{NS}/cacerts")]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("x509 cert - Issuer: "), "{}", run.stdout);
+    assert!(run.stdout.contains(&fingerprint(&ca.root_cert)), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_exits_3_on_torn_material_and_names_the_mismatch() {
+    let env = Env::start().await;
+    let a = env.pki.root_a();
+    let ca = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
+    let other = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
+    env.upload(&ca);
+    env.remember_key(&other.ca_key);
+    env.kv.set_secret("ca-key", &other.ca_key);
+    let run = env.run_with("workload-identity", "inspect", &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stdout.contains("ca-key"), "{}", run.stdout);
 }

@@ -57,6 +57,22 @@ impl Env {
         }
     }
 
+    /// A plug-in CA under `roots` (the intermediate signed by the first), uploaded and synced successfully.
+    pub async fn synced(&self, roots: &[&cacerts_testkit::pki::Root]) -> PluginCa {
+        let ca = self.pki.plugin_ca(roots, &self.pki.default_intermediate(roots[0]));
+        self.upload(&ca);
+        let run = self.sync(&[]).await;
+        assert_eq!(run.code, 0, "setup sync: {}", run.stderr);
+        ca
+    }
+
+    /// Another writer (the CSI driver, a person) puts `bundle` into `cacerts`'s `root-cert.pem`.
+    pub fn replace_root_in_secret(&self, bundle: &str) {
+        let mut secret = self.secret().expect("cacerts exists");
+        secret["data"]["root-cert.pem"] = base64::engine::general_purpose::STANDARD.encode(bundle).into();
+        self.kube.update("secrets", NS, secret);
+    }
+
     pub fn remember_key(&self, key_pem: &str) {
         self.keys.lock().unwrap().push(key_pem.to_string());
     }

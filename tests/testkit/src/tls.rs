@@ -139,6 +139,9 @@ pub fn serve_https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _peer)) = listener.accept().await else { continue };
+            // Real front ends answer without Nagle's delay; without this, a response written in two segments
+            // meets the client's delayed ACK and stalls for ~40 ms, which is not the service's behaviour.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
@@ -157,6 +160,10 @@ pub fn serve_https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
 pub fn serve_http(listener: TcpListener, router: axum::Router) -> Served {
     let addr = listener.local_addr().expect("listener address");
     let task = tokio::spawn(async move {
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, router).await;
     });
     Served { addr, task }

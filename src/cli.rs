@@ -82,7 +82,7 @@ pub struct SourceArgs {
 
     /// Do not require the Key Vault auth challenge's resource to match the vault's domain (private endpoints,
     /// emulators). Same meaning as the option of this name in Azure's other SDKs.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DISABLE_CHALLENGE_RESOURCE_VERIFICATION")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_DISABLE_CHALLENGE_RESOURCE_VERIFICATION")]
     pub disable_challenge_resource_verification: bool,
 }
 
@@ -138,11 +138,11 @@ pub struct RestartArgs {
     pub istiod_deployment: Vec<String>,
 
     /// Restart istiod even when no root fingerprint was recorded yet and `cacerts` already existed.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_RESTART_ON_FIRST_RUN")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_RESTART_ON_FIRST_RUN")]
     pub restart_on_first_run: bool,
 
     /// Wait for each restarted rollout to finish.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_WAIT")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_WAIT")]
     pub wait: bool,
 
     /// How long `--wait` waits for each rollout.
@@ -163,11 +163,11 @@ pub struct PassGroups {
     pub restart: RestartArgs,
 
     /// Refuse to take over a `cacerts` Secret that cacerts-sync did not create.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_NO_ADOPT", help_heading = "Target")]
     pub no_adopt: bool,
 
     /// Never restart istiod, even when the root changed.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_NO_RESTART", help_heading = "Restart")]
     pub no_restart: bool,
 }
 
@@ -182,7 +182,7 @@ pub struct SyncArgs {
     pub target_spec: Option<String>,
 
     /// Do everything but write: print what would change.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
     pub dry_run: bool,
 }
 
@@ -208,7 +208,7 @@ pub struct WatchArgs {
     pub admin_addr: SocketAddr,
 
     /// Elect a leader through a coordination.k8s.io Lease so several replicas are safe; only the leader writes.
-    #[arg(long, action = ArgAction::SetTrue, env = "CACERTS_SYNC_LEADER_ELECTION", help_heading = "Leader election")]
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_LEADER_ELECTION", help_heading = "Leader election")]
     pub leader_election: bool,
 
     /// Name of the Lease (in the target namespace).

@@ -403,3 +403,29 @@ async fn inspect_exits_3_on_torn_material_and_names_the_mismatch() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stdout.contains("ca-key"), "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_setting_works_from_env_vars_alone_with_the_usual_boolean_spellings() {
+    let env = Env::start().await;
+    let out = env.path("out");
+    let run_with = |dry_run: &str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cacerts-sync"));
+        cmd.env_clear()
+            .env("CACERTS_SYNC_SOURCE", format!("dir:{}/examples/sample-ca", env!("CARGO_MANIFEST_DIR")))
+            .env("CACERTS_SYNC_TARGET", format!("dir:{}", out.display()))
+            .env("CACERTS_SYNC_DRY_RUN", dry_run)
+            .env("CACERTS_SYNC_LOG_FORMAT", "json")
+            .arg("sync");
+        env.output(cmd)
+    };
+    for yes in ["yes", "1", "true"] {
+        let run = run_with(yes).await;
+        assert_eq!(run.code, 0, "{yes}: {}", run.stderr);
+        assert!(!out.exists(), "CACERTS_SYNC_DRY_RUN={yes} is a dry run");
+        let last: serde_json::Value = serde_json::from_str(run.stderr.lines().last().unwrap()).expect("JSON logs");
+        assert_eq!(last["dry_run"], true);
+    }
+    let run = run_with("0").await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(out.join("ca-cert.pem").exists(), "CACERTS_SYNC_DRY_RUN=0 writes");
+}

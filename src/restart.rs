@@ -55,6 +55,27 @@ pub enum Baseline {
     Existing(Option<String>),
 }
 
+/// The fingerprint recorded for istiod that started without a usable `cacerts` (none, or no parsable root).
+pub const NO_ROOT: &str = "none";
+
+impl Baseline {
+    /// Whether writing a root with `fingerprint` changes what istiod runs.
+    pub fn differs_from(&self, fingerprint: &str) -> bool {
+        match self {
+            Baseline::Created | Baseline::Existing(None) => true,
+            Baseline::Existing(Some(before)) => before != fingerprint,
+        }
+    }
+
+    /// What to record on a Deployment that runs this baseline.
+    fn recorded_value(&self) -> &str {
+        match self {
+            Baseline::Existing(Some(before)) => before,
+            Baseline::Created | Baseline::Existing(None) => NO_ROOT,
+        }
+    }
+}
+
 /// The decision for one Deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -70,6 +91,7 @@ pub enum Decision {
 pub fn decide(deployment: &Deployment, fingerprint: &str, baseline: &Baseline, restart_on_first_run: bool) -> Decision {
     match recorded_fingerprint(deployment) {
         Some(recorded) if recorded == fingerprint => Decision::UpToDate,
+        Some(NO_ROOT) => Decision::Restart { reason: "istiod started without a usable cacerts" },
         Some(_) => Decision::Restart { reason: "root bundle changed" },
         None => match baseline {
             Baseline::Created => Decision::Restart { reason: "cacerts was created after istiod started" },
@@ -183,6 +205,49 @@ impl Restarter {
             }
         }
         Ok(outcome)
+    }
+
+    /// Records the baseline root on every Deployment that has no fingerprint yet (no restart). Called before a
+    /// write that changes the root, so that a restart which then fails is retried by the next pass.
+    pub async fn pin_baseline(&self, baseline: &Baseline, known: Option<Vec<Deployment>>) -> Result<(), RestartError> {
+        let deployments = match known {
+            Some(d) => d,
+            None => self.deployments().await?,
+        };
+        let ns = &self.config.namespace;
+        let value = baseline.recorded_value();
+        for deployment in deployments.into_iter().filter(|d| recorded_fingerprint(d).is_none()) {
+            let name = deployment.metadata.name.clone().unwrap_or_default();
+            let mut resource_version = deployment.metadata.resource_version.clone();
+            for attempt in 1..=MAX_CONFLICT_RETRIES {
+                // Precondition: a concurrent run may have restarted it and recorded the new root meanwhile.
+                let patch = serde_json::json!({ "metadata": {
+                    "resourceVersion": resource_version,
+                    "annotations": { ROOT_FINGERPRINT_ANNOTATION: value },
+                }});
+                let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+                match self.api.patch(&name, &params, &Patch::Merge(&patch)).await {
+                    Ok(_) => {
+                        tracing::info!(deployment = %name, fingerprint = value, "recorded the root istiod runs before changing it");
+                        break;
+                    }
+                    Err(e) if crate::k8s::status(&e) == Some(409) && attempt < MAX_CONFLICT_RETRIES => {
+                        let fresh = self.api.get_opt(&name).await.map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
+                        match fresh {
+                            Some(d) if recorded_fingerprint(&d).is_none() => resource_version = d.metadata.resource_version,
+                            _ => break,
+                        }
+                    }
+                    Err(e) if crate::k8s::status(&e) == Some(409) => {
+                        return Err(RestartError::Conflicts { namespace: ns.clone(), name });
+                    }
+                    Err(e) => {
+                        return Err(KubeError::new(format!("record the current root fingerprint on deployment {ns}/{name}"), e).into());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies the decision for one Deployment, re-deciding on a fresh read after a conflict.
@@ -363,6 +428,24 @@ mod tests {
     fn a_cacerts_created_in_this_pass_restarts_unrecorded_istiod() {
         let d = deployment(None);
         assert!(matches!(decide(&d, "aa", &Baseline::Created, false), Decision::Restart { .. }));
+    }
+
+    #[test]
+    fn a_pinned_baseline_survives_a_failed_restart() {
+        // The pass pinned the old root before writing the new one, then its restart failed: the next pass sees
+        // cacerts already at the new root, but the Deployment is still behind.
+        let d = deployment(Some("aa"));
+        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false), Decision::Restart { .. }));
+        let d = deployment(Some(NO_ROOT));
+        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false), Decision::Restart { .. }));
+    }
+
+    #[test]
+    fn only_a_root_changing_write_needs_a_pinned_baseline() {
+        assert!(Baseline::Created.differs_from("aa"));
+        assert!(Baseline::Existing(None).differs_from("aa"));
+        assert!(Baseline::Existing(Some("aa".into())).differs_from("bb"));
+        assert!(!Baseline::Existing(Some("aa".into())).differs_from("aa"));
     }
 
     #[test]

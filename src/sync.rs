@@ -209,6 +209,14 @@ impl Syncer {
                         }
                     }
                 } else {
+                    if let Some(restarter) = restarter
+                        && baseline.differs_from(root_fingerprint.as_str())
+                    {
+                        // Before the root changes in cacerts, write down on every istiod that has no fingerprint
+                        // yet which root it runs. If the restart below then fails, the next pass still sees those
+                        // Deployments behind instead of mistaking them for first contact.
+                        restarter.pin_baseline(&baseline, known.deployments.clone()).await?;
+                    }
                     let written = sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
                     match &written.action {

@@ -254,3 +254,48 @@ async fn wait_follows_the_rollout_until_it_is_available() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("successfully rolled out"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_change_never_lands_in_cacerts_while_istiod_cannot_be_tracked() {
+    let env = Env::start().await;
+    canary(&env);
+    let a = env.pki.root_a();
+    let first = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
+    // A hand-made cacerts with root A; istiod runs it and has no fingerprint recorded yet.
+    env.kube.create(
+        "secrets",
+        NS,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": NS},
+            "stringData": {"root-cert.pem": first.root_cert, "ca-cert.pem": first.ca_cert, "ca-key.pem": first.ca_key, "cert-chain.pem": first.cert_chain}}),
+    );
+    let b = env.pki.root_b();
+    let rotated = env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a));
+    env.upload(&rotated);
+    let rv = env.secret_rv();
+
+    // Deployments can be read but not patched: the pass must not change the root in cacerts, because it could
+    // neither restart istiod nor leave a record that the next pass would act on.
+    let kubeconfig = env.limited_kubeconfig(
+        "no-deploy-patch",
+        vec![
+            Rule::new(&["get", "create", "update", "patch"], "", &["secrets"]),
+            Rule::new(&["create", "patch"], "events.k8s.io", &["events"]),
+            Rule::new(&["get", "list"], "apps", &["deployments"]),
+        ],
+    );
+    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
+    cmd.env("KUBECONFIG", &kubeconfig);
+    let run = env.output(cmd).await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(env.secret_rv(), rv, "cacerts untouched");
+    assert_eq!(generations(&env), vec![1, 1]);
+
+    // With the permission, the same pass records root A, writes A+B and restarts each revision once.
+    let run = env.sync(&[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    env.assert_secret_holds(&rotated);
+    assert_eq!(generations(&env), vec![2, 2]);
+    for (name, _) in REVISIONS {
+        assert_eq!(env.recorded_fingerprint(name).as_deref(), Some(fingerprint(&rotated.root_cert).as_str()));
+    }
+}

@@ -429,3 +429,48 @@ async fn every_setting_works_from_env_vars_alone_with_the_usual_boolean_spelling
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(out.join("ca-cert.pem").exists(), "CACERTS_SYNC_DRY_RUN=0 writes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_else_in_the_environment_auto_falls_back_to_the_azure_cli() {
+    let env = Env::start().await;
+    let (_r, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+    // A stand-in `az` that behaves like `az account get-access-token`: it signs in to the emulator's Entra
+    // endpoint as a developer's `az login` would have, and prints the CLI's JSON.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let az = bin.join("az");
+    std::fs::write(
+        &az,
+        format!(
+            r#"#!/bin/sh
+case "$*" in *"account get-access-token"*) ;; *) echo "unexpected: $*" >&2; exit 2;; esac
+token=$(curl -sf --cacert '{ca}' -d 'grant_type=client_credentials&client_id={client}&client_secret={secret}&scope=https%3A%2F%2Fvault.azure.net%2F.default' '{authority}/{tenant}/oauth2/v2.0/token' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+[ -n "$token" ] || exit 1
+printf '{{"accessToken":"%s","expires_on":%s,"tokenType":"Bearer"}}\n' "$token" $(( $(date +%s) + 3600 ))
+"#,
+            ca = env.kv.ca_cert_file().display(),
+            client = env.kv.client_id(),
+            secret = env.kv.client_secret(),
+            authority = env.kv.authority_host(),
+            tenant = env.kv.tenant_id(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cacerts-sync"));
+    cmd.env_clear()
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("HOME", env.tmp.path())
+        .env("KUBECONFIG", env.kube.kubeconfig_path())
+        .env("SSL_CERT_FILE", env.kv.ca_cert_file())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .args(["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
+    let run = env.output(cmd).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("azure cli"), "the log names the credential: {}", run.stderr);
+    assert!(run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE is not set"), "and why the others were skipped: {}", run.stderr);
+    env.assert_secret_holds(&ca);
+}

@@ -45,11 +45,7 @@ async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
     let role = role_from_yaml(&std::fs::read_to_string(repo().join("jobs/role.yaml")).unwrap());
     let kubeconfig = env.limited_kubeconfig("jobs-role", rules_of(&role));
     let a = env.pki.root_a();
-    let run_sync = || {
-        let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
-        cmd.env("KUBECONFIG", &kubeconfig);
-        env.output(cmd)
-    };
+    let run_sync = || env.sync_as(&kubeconfig, &[]);
 
     env.upload(&env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a)));
     let created = run_sync().await;
@@ -64,9 +60,7 @@ async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
     assert_eq!(env.generation("istiod"), 3);
 
     // The Role is scoped to cacerts by name: another Secret in the namespace is out of reach.
-    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--secret", "other"]);
-    cmd.env("KUBECONFIG", &kubeconfig);
-    let other = env.output(cmd).await;
+    let other = env.sync_as(&kubeconfig, &["--secret", "other"]).await;
     assert_eq!(other.code, 4, "{}", other.stderr);
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use cacerts_testkit::kube::Rule;
 use common::{Env, NS, fingerprint};
 
 /// Two istiod revisions side by side, as during a canary upgrade.
@@ -220,17 +219,7 @@ async fn a_403_on_the_restart_patch_exits_4_and_records_nothing() {
 
     let b = env.pki.root_b();
     env.upload(&env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a)));
-    let kubeconfig = env.limited_kubeconfig(
-        "no-patch",
-        vec![
-            Rule::new(&["get", "create", "update", "patch"], "", &["secrets"]),
-            Rule::new(&["create", "patch"], "events.k8s.io", &["events"]),
-            Rule::new(&["get", "list"], "apps", &["deployments"]),
-        ],
-    );
-    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
-    cmd.env("KUBECONFIG", &kubeconfig);
-    let run = env.output(cmd).await;
+    let run = env.sync_as(&env.kubeconfig_without_deployment_patch(), &[]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("restart deployment"), "{}", run.stderr);
     assert_eq!(generations(&env), before);
@@ -275,17 +264,7 @@ async fn a_root_change_never_lands_in_cacerts_while_istiod_cannot_be_tracked() {
 
     // Deployments can be read but not patched: the pass must not change the root in cacerts, because it could
     // neither restart istiod nor leave a record that the next pass would act on.
-    let kubeconfig = env.limited_kubeconfig(
-        "no-deploy-patch",
-        vec![
-            Rule::new(&["get", "create", "update", "patch"], "", &["secrets"]),
-            Rule::new(&["create", "patch"], "events.k8s.io", &["events"]),
-            Rule::new(&["get", "list"], "apps", &["deployments"]),
-        ],
-    );
-    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
-    cmd.env("KUBECONFIG", &kubeconfig);
-    let run = env.output(cmd).await;
+    let run = env.sync_as(&env.kubeconfig_without_deployment_patch(), &[]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(env.secret_rv(), rv, "cacerts untouched");
     assert_eq!(generations(&env), vec![1, 1]);

@@ -205,9 +205,7 @@ async fn a_kubernetes_403_exits_4_and_a_persistent_409_exits_1() {
 
     // A Role that only grants get: the write is forbidden.
     let kubeconfig = env.limited_kubeconfig("get-only", vec![Rule::new(&["get"], "", &["secrets"]), Rule::new(&["get", "list"], "apps", &["deployments"])]);
-    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
-    cmd.env("KUBECONFIG", &kubeconfig);
-    let run = env.output(cmd).await;
+    let run = env.sync_as(&kubeconfig, &[]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("forbidden"), "{}", run.stderr);
     assert_eq!(env.secret_rv(), rv);

@@ -97,6 +97,16 @@ impl Env {
         self.run_with("workload-identity", "sync", extra).await
     }
 
+    /// `sync` as another identity: the kubeconfig of a limited token (see [`Env::limited_kubeconfig`]).
+    pub async fn sync_as(&self, kubeconfig: &Path, extra: &[&str]) -> Run {
+        let url = self.kv.vault_url();
+        let mut args = vec!["sync", "--vault-url", url.as_str(), "--disable-challenge-resource-verification"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command("workload-identity", &args);
+        cmd.env("KUBECONFIG", kubeconfig);
+        self.output(cmd).await
+    }
+
     pub async fn run_with(&self, credential: &str, subcommand: &str, extra: &[&str]) -> Run {
         let url = self.kv.vault_url();
         let mut args = vec![subcommand];
@@ -197,6 +207,19 @@ impl Env {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
+    }
+
+    /// A kubeconfig whose token may write `cacerts` and Events and read istiod, but not patch Deployments.
+    pub fn kubeconfig_without_deployment_patch(&self) -> PathBuf {
+        use cacerts_testkit::kube::Rule;
+        self.limited_kubeconfig(
+            "no-deployment-patch",
+            vec![
+                Rule::new(&["get", "create", "update", "patch"], "", &["secrets"]),
+                Rule::new(&["create", "patch"], "events.k8s.io", &["events"]),
+                Rule::new(&["get", "list"], "apps", &["deployments"]),
+            ],
+        )
     }
 
     /// Writes a kubeconfig for a token limited by `rules` and returns its path.

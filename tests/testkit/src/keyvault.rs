@@ -827,7 +827,7 @@ async fn handle(
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", JSON_CT)
-        .header("x-ms-request-id", new_uuid())
+        .header("x-ms-request-id", crate::new_uuid())
         .header("cache-control", "no-cache");
     if let Some(id) = client_request_id {
         builder = builder.header("x-ms-client-request-id", id);
@@ -1412,8 +1412,8 @@ fn list_versions(shared: &Shared, req: &Req, name: &str, api_version: &str) -> R
 // Entra token endpoint and managed identity
 
 fn entra_error(status: u16, error: &str, code: u32, text: &str) -> Reply {
-    let trace_id = new_uuid();
-    let correlation_id = new_uuid();
+    let trace_id = crate::new_uuid();
+    let correlation_id = crate::new_uuid();
     let timestamp = jiff::Timestamp::now()
         .strftime("%Y-%m-%d %H:%M:%SZ")
         .to_string();
@@ -1593,7 +1593,7 @@ async fn managed_identity(shared: &Shared, req: &Req) -> (Reply, bool) {
 fn msi_error(status: u16, message: &str) -> Reply {
     Reply::json(
         status,
-        json!({"statusCode": status, "message": message, "correlationId": new_uuid()}),
+        json!({"statusCode": status, "message": message, "correlationId": crate::new_uuid()}),
     )
 }
 
@@ -1742,17 +1742,6 @@ fn new_version_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-fn new_uuid() -> String {
-    let h = format!("{:032x}", rand::random::<u128>());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
 
 fn normalize_audience(a: &str) -> String {
     a.strip_suffix("/.default")
@@ -1783,7 +1772,7 @@ fn fake_federated_jwt(client_id: &str) -> String {
         "iat": now,
         "nbf": now,
         "exp": now + 86_400,
-        "jti": new_uuid(),
+        "jti": crate::new_uuid(),
     });
     let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     format!("{}.{}.{sig}", b64(&header), b64(&claims))

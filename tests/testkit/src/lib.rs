@@ -13,3 +13,12 @@ pub mod keyvault;
 pub mod kube;
 pub mod pki;
 pub mod tls;
+
+/// A random (version 4) UUID, as the real services assign them (object uids, request and trace ids).
+pub fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

@@ -96,19 +96,7 @@ pub(crate) fn now_rfc3339() -> String {
 }
 
 fn new_uid() -> String {
-    // A random (version 4) UUID, as the apiserver assigns.
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::new_uuid()
 }
 
 fn random_suffix() -> String {

@@ -37,19 +37,11 @@ fn parse_args() -> Result<(EmulatorOptions, Option<PathBuf>), String> {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("missing value for {flag}\n{USAGE}"))?;
+        let value = args.next().ok_or_else(|| format!("missing value for {flag}\n{USAGE}"))?;
         match flag.as_str() {
-            "--addr" => {
-                opts.addr = value
-                    .parse()
-                    .map_err(|e| format!("invalid --addr {value:?}: {e}"))?
-            }
+            "--addr" => opts.addr = value.parse().map_err(|e| format!("invalid --addr {value:?}: {e}"))?,
             "--identity-addr" => {
-                opts.identity_addr = value
-                    .parse()
-                    .map_err(|e| format!("invalid --identity-addr {value:?}: {e}"))?
+                opts.identity_addr = value.parse().map_err(|e| format!("invalid --identity-addr {value:?}: {e}"))?
             }
             "--state-dir" => opts.state_dir = Some(PathBuf::from(value)),
             "--seed-dir" => seed_dir = Some(PathBuf::from(value)),
@@ -99,8 +91,7 @@ async fn main() {
 }
 
 async fn wait_for_shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

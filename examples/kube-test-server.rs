@@ -38,10 +38,7 @@ async fn main() -> anyhow::Result<()> {
         server.create("deployments", "istio-system", istiod_deployment(name, rev));
     }
     server.write_kubeconfig(&args.kubeconfig_out, server.admin_token())?;
-    println!(
-        "{}",
-        json!({"url": server.url(), "kubeconfig": args.kubeconfig_out})
-    );
+    println!("{}", json!({"url": server.url(), "kubeconfig": args.kubeconfig_out}));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

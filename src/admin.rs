@@ -30,7 +30,11 @@ pub struct Health {
 impl Health {
     /// Not ready; live for `startup` (the loop has that long to make its first promise).
     pub fn new(startup: Duration) -> Self {
-        Self { ready: AtomicBool::new(false), shutting_down: AtomicBool::new(false), deadline: Mutex::new(Instant::now() + startup) }
+        Self {
+            ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            deadline: Mutex::new(Instant::now() + startup),
+        }
     }
 
     /// The loop is alive and will tick again within `within`.
@@ -96,7 +100,11 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>, metrics: Metrics) -> s
 }
 
 async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.health.is_live() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "the sync loop is stuck\n") }
+    if s.health.is_live() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the sync loop is stuck\n")
+    }
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {

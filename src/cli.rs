@@ -130,7 +130,12 @@ pub struct TargetArgs {
 #[command(next_help_heading = "Restart")]
 pub struct RestartArgs {
     /// Label selector for istiod Deployments (every revision).
-    #[arg(long, env = "CACERTS_SYNC_ISTIOD_SELECTOR", default_value = "app=istiod", conflicts_with = "istiod_deployment")]
+    #[arg(
+        long,
+        env = "CACERTS_SYNC_ISTIOD_SELECTOR",
+        default_value = "app=istiod",
+        conflicts_with = "istiod_deployment"
+    )]
     pub istiod_selector: String,
 
     /// Restart exactly these Deployments instead of a selector (repeatable).
@@ -192,7 +197,13 @@ pub struct WatchArgs {
     pub common: PassGroups,
 
     /// Time between passes.
-    #[arg(long, env = "CACERTS_SYNC_INTERVAL", default_value = "2m", conflicts_with = "schedule", help_heading = "Schedule")]
+    #[arg(
+        long,
+        env = "CACERTS_SYNC_INTERVAL",
+        default_value = "2m",
+        conflicts_with = "schedule",
+        help_heading = "Schedule"
+    )]
     pub interval: humantime::Duration,
 
     /// Cron expression for passes instead of an interval (5-field standard form or 6/7-field with seconds), UTC.

@@ -81,7 +81,10 @@ pub enum SourceSpec {
     Vault(VaultConfig),
     Dir(PathBuf),
     /// An existing `cacerts`-layout Secret (inspect only).
-    Secret { namespace: String, name: String },
+    Secret {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl SourceSpec {
@@ -219,9 +222,7 @@ pub fn source(args: &cli::SourceArgs, allow_secret: bool) -> Result<SourceSpec, 
 
 fn vault_url(url: &str) -> Result<String, ConfigError> {
     let bad = |reason: &str| ConfigError::BadVaultUrl { url: url.into(), reason: reason.into() };
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| bad("Key Vault is only reachable over https://"))?;
+    let rest = url.strip_prefix("https://").ok_or_else(|| bad("Key Vault is only reachable over https://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() {
         return Err(bad("no host"));
@@ -270,10 +271,16 @@ fn target(args: &cli::TargetArgs, spec: Option<&str>) -> Result<TargetSpec, Conf
 
 fn namespace_and_secret(args: &cli::TargetArgs) -> Result<(), ConfigError> {
     if !is_dns_label(&args.namespace) {
-        return Err(ConfigError::Invalid { flag: "--namespace", reason: format!("{:?} is not a namespace name", args.namespace) });
+        return Err(ConfigError::Invalid {
+            flag: "--namespace",
+            reason: format!("{:?} is not a namespace name", args.namespace),
+        });
     }
     if !is_dns_subdomain(&args.secret) {
-        return Err(ConfigError::Invalid { flag: "--secret", reason: format!("{:?} is not a Secret name", args.secret) });
+        return Err(ConfigError::Invalid {
+            flag: "--secret",
+            reason: format!("{:?} is not a Secret name", args.secret),
+        });
     }
     Ok(())
 }
@@ -282,7 +289,10 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
     let selector = if args.istiod_deployment.is_empty() {
         let s = args.istiod_selector.trim();
         if s.is_empty() {
-            return Err(ConfigError::BadSelector { selector: s.into(), reason: "empty selector would match every Deployment" });
+            return Err(ConfigError::BadSelector {
+                selector: s.into(),
+                reason: "empty selector would match every Deployment",
+            });
         }
         if s.split(',').any(|term| term.trim().is_empty()) {
             return Err(ConfigError::BadSelector { selector: s.into(), reason: "empty term" });
@@ -291,7 +301,10 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
     } else {
         for name in &args.istiod_deployment {
             if !is_dns_subdomain(name) {
-                return Err(ConfigError::Invalid { flag: "--istiod-deployment", reason: format!("{name:?} is not a Deployment name") });
+                return Err(ConfigError::Invalid {
+                    flag: "--istiod-deployment",
+                    reason: format!("{name:?} is not a Deployment name"),
+                });
             }
         }
         IstiodSelector::Names(args.istiod_deployment.clone())

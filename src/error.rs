@@ -76,7 +76,10 @@ pub fn redact(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN") {
         out.push_str(&rest[..start]);
-        match rest[start..].find("-----END").and_then(|end| rest[start + end + 8..].find("-----").map(|tail| start + end + 8 + tail + 5)) {
+        match rest[start..]
+            .find("-----END")
+            .and_then(|end| rest[start + end + 8..].find("-----").map(|tail| start + end + 8 + tail + 5))
+        {
             Some(stop) => {
                 out.push_str("<redacted>");
                 rest = &rest[stop..];

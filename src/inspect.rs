@@ -30,20 +30,10 @@ pub fn render_text(report: &Report) -> String {
             c.self_signed
         );
     }
-    let or_none = |f: &Option<crate::bundle::Fingerprint>| {
-        f.as_ref()
-            .map_or_else(|| "none".to_owned(), ToString::to_string)
-    };
-    let _ = writeln!(
-        out,
-        "root fingerprint: {}",
-        or_none(&report.root_fingerprint)
-    );
-    let _ = writeln!(
-        out,
-        "material fingerprint: {}",
-        or_none(&report.material_fingerprint)
-    );
+    let or_none =
+        |f: &Option<crate::bundle::Fingerprint>| f.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string);
+    let _ = writeln!(out, "root fingerprint: {}", or_none(&report.root_fingerprint));
+    let _ = writeln!(out, "material fingerprint: {}", or_none(&report.material_fingerprint));
     let anchor = match report.anchor {
         Some(i) => {
             let subject = report
@@ -56,11 +46,7 @@ pub fn render_text(report: &Report) -> String {
         }
         None => "none".to_owned(),
     };
-    let _ = writeln!(
-        out,
-        "roots: {}, anchor of ca-cert: {anchor}",
-        report.root_count
-    );
+    let _ = writeln!(out, "roots: {}, anchor of ca-cert: {anchor}", report.root_count);
     for f in &report.findings {
         let _ = writeln!(out, "{f}");
     }

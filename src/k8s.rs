@@ -103,7 +103,14 @@ impl Events {
         self.publish(regarding, EventType::Warning, reason, action, note).await;
     }
 
-    async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, mut note: String) {
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        mut note: String,
+    ) {
         // The Events API caps the note at 1 kB.
         if note.len() > 1000 {
             let mut cut = 997;

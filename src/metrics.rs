@@ -103,13 +103,33 @@ impl Metrics {
         let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         let self_heals = Counter::default();
         // Counters get their `_total` suffix from the encoder.
-        registry.register("passes", "Finished sync passes by result (changed, unchanged, or the failure class)", passes.clone());
+        registry.register(
+            "passes",
+            "Finished sync passes by result (changed, unchanged, or the failure class)",
+            passes.clone(),
+        );
         registry.register("pass_duration_seconds", "Wall time of sync passes", pass_duration.clone());
-        registry.register("last_success_timestamp_seconds", "Unix time of the last successful pass", last_success.clone());
-        registry.register("keyvault_requests", "Key Vault HTTP attempts by status code (error: no response)", keyvault_requests.clone());
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful pass",
+            last_success.clone(),
+        );
+        registry.register(
+            "keyvault_requests",
+            "Key Vault HTTP attempts by status code (error: no response)",
+            keyvault_requests.clone(),
+        );
         registry.register("istiod_restarts", "istiod rollout restarts by Deployment", istiod_restarts.clone());
-        registry.register("leader", "1 while this replica is the writer (holds the Lease or runs alone)", leader.clone());
-        registry.register("root_fingerprint_info", "SHA-256 fingerprint of the root bundle last synced", root_fingerprint.clone());
+        registry.register(
+            "leader",
+            "1 while this replica is the writer (holds the Lease or runs alone)",
+            leader.clone(),
+        );
+        registry.register(
+            "root_fingerprint_info",
+            "SHA-256 fingerprint of the root bundle last synced",
+            root_fingerprint.clone(),
+        );
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter (Unix time) of every certificate in the last validated material",
@@ -166,7 +186,12 @@ impl Metrics {
                 SecretRole::CaKey => continue,
                 role => role.file_name(),
             };
-            let labels = CertificateLabels { role, subject: cert.subject.clone(), serial: cert.serial.clone(), index: cert.index.to_string() };
+            let labels = CertificateLabels {
+                role,
+                subject: cert.subject.clone(),
+                serial: cert.serial.clone(),
+                index: cert.index.to_string(),
+            };
             self.certificate_expiry.get_or_create(&labels).set(cert.not_after.as_second());
         }
     }
@@ -261,11 +286,14 @@ mod tests {
     fn a_good_pass_replaces_the_expiry_family_and_the_fingerprint() {
         let m = Metrics::new();
         m.pass_succeeded(
-            &report("a+b", vec![
-                cert(SecretRole::RootCert, 0, "0a", 2_000_000_000),
-                cert(SecretRole::RootCert, 1, "0b", 2_100_000_000),
-                cert(SecretRole::CaCert, 0, "0c", 1_900_000_000),
-            ]),
+            &report(
+                "a+b",
+                vec![
+                    cert(SecretRole::RootCert, 0, "0a", 2_000_000_000),
+                    cert(SecretRole::RootCert, 1, "0b", 2_100_000_000),
+                    cert(SecretRole::CaCert, 0, "0c", 1_900_000_000),
+                ],
+            ),
             &["istiod".into()],
         );
         let text = m.encode();
@@ -274,7 +302,16 @@ mod tests {
         let old_fp = crate::bundle::Fingerprint::of(b"a+b").to_string();
         assert!(text.contains(&format!("cacerts_sync_root_fingerprint_info{{fingerprint=\"{old_fp}\"}} 1")), "{text}");
 
-        m.pass_succeeded(&report("a", vec![cert(SecretRole::RootCert, 0, "0a", 2_000_000_000), cert(SecretRole::CaCert, 0, "0c", 1_900_000_000)]), &[]);
+        m.pass_succeeded(
+            &report(
+                "a",
+                vec![
+                    cert(SecretRole::RootCert, 0, "0a", 2_000_000_000),
+                    cert(SecretRole::CaCert, 0, "0c", 1_900_000_000),
+                ],
+            ),
+            &[],
+        );
         let text = m.encode();
         assert!(!text.contains(r#"serial="0b""#), "a certificate that left the bundle leaves the metrics:\n{text}");
         assert!(!text.contains(&old_fp), "{text}");

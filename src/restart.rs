@@ -95,7 +95,9 @@ pub fn decide(deployment: &Deployment, fingerprint: &str, baseline: &Baseline, r
         Some(_) => Decision::Restart { reason: "root bundle changed" },
         None => match baseline {
             Baseline::Created => Decision::Restart { reason: "cacerts was created after istiod started" },
-            Baseline::Existing(Some(before)) if before != fingerprint => Decision::Restart { reason: "root bundle changed" },
+            Baseline::Existing(Some(before)) if before != fingerprint => {
+                Decision::Restart { reason: "root bundle changed" }
+            }
             _ if restart_on_first_run => Decision::Restart { reason: "--restart-on-first-run" },
             _ => Decision::Record,
         },
@@ -133,17 +135,21 @@ impl Restarter {
         let ns = &self.config.namespace;
         match &self.config.selector {
             IstiodSelector::Label(selector) => {
-                let list = self
-                    .api
-                    .list(&ListParams::default().labels(selector))
-                    .await
-                    .map_err(|e| KubeError::new(format!("list deployments in {ns} with selector {selector:?}"), e))?;
+                let list =
+                    self.api.list(&ListParams::default().labels(selector)).await.map_err(|e| {
+                        KubeError::new(format!("list deployments in {ns} with selector {selector:?}"), e)
+                    })?;
                 Ok(list.items)
             }
             IstiodSelector::Names(names) => {
                 let mut found = Vec::new();
                 for name in names {
-                    match self.api.get_opt(name).await.map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))? {
+                    match self
+                        .api
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?
+                    {
                         Some(d) => found.push(d),
                         None => tracing::warn!(namespace = %ns, deployment = %name, "istiod deployment not found"),
                     }
@@ -232,9 +238,15 @@ impl Restarter {
                         break;
                     }
                     Err(e) if crate::k8s::status(&e) == Some(409) && attempt < MAX_CONFLICT_RETRIES => {
-                        let fresh = self.api.get_opt(&name).await.map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
+                        let fresh = self
+                            .api
+                            .get_opt(&name)
+                            .await
+                            .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
                         match fresh {
-                            Some(d) if recorded_fingerprint(&d).is_none() => resource_version = d.metadata.resource_version,
+                            Some(d) if recorded_fingerprint(&d).is_none() => {
+                                resource_version = d.metadata.resource_version
+                            }
                             _ => break,
                         }
                     }
@@ -242,7 +254,11 @@ impl Restarter {
                         return Err(RestartError::Conflicts { namespace: ns.clone(), name });
                     }
                     Err(e) => {
-                        return Err(KubeError::new(format!("record the current root fingerprint on deployment {ns}/{name}"), e).into());
+                        return Err(KubeError::new(
+                            format!("record the current root fingerprint on deployment {ns}/{name}"),
+                            e,
+                        )
+                        .into());
                     }
                 }
             }
@@ -251,7 +267,12 @@ impl Restarter {
     }
 
     /// Applies the decision for one Deployment, re-deciding on a fresh read after a conflict.
-    async fn apply(&self, mut deployment: Deployment, fingerprint: &str, baseline: &Baseline) -> Result<Decision, RestartError> {
+    async fn apply(
+        &self,
+        mut deployment: Deployment,
+        fingerprint: &str,
+        baseline: &Baseline,
+    ) -> Result<Decision, RestartError> {
         let ns = self.config.namespace.clone();
         let name = deployment.metadata.name.clone().unwrap_or_default();
         for _ in 0..MAX_CONFLICT_RETRIES {
@@ -282,7 +303,12 @@ impl Restarter {
                     match decision {
                         Decision::Restart { reason } => {
                             tracing::info!(deployment = %name, fingerprint, reason, "deployment.apps/{name} restarted");
-                            self.event(&patched, "Restarted", format!("cacerts-sync restarted istiod: {reason} (root fingerprint {fingerprint})")).await;
+                            self.event(
+                                &patched,
+                                "Restarted",
+                                format!("cacerts-sync restarted istiod: {reason} (root fingerprint {fingerprint})"),
+                            )
+                            .await;
                         }
                         Decision::Record => {
                             tracing::info!(deployment = %name, fingerprint, "recorded root fingerprint on deployment (first contact, no restart)");
@@ -293,7 +319,12 @@ impl Restarter {
                 }
                 Err(e) if crate::k8s::status(&e) == Some(409) => {
                     tracing::info!(deployment = %name, "deployment changed while we patched it; reading it again");
-                    match self.api.get_opt(&name).await.map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))? {
+                    match self
+                        .api
+                        .get_opt(&name)
+                        .await
+                        .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?
+                    {
                         Some(fresh) => deployment = fresh,
                         None => return Ok(Decision::UpToDate),
                     }
@@ -456,11 +487,29 @@ mod tests {
         d.spec = Some(DeploymentSpec { replicas: Some(2), ..Default::default() });
         d.status = Some(DeploymentStatus { observed_generation: Some(1), ..Default::default() });
         assert!(!rollout_progress(&d).0);
-        d.status = Some(DeploymentStatus { observed_generation: Some(2), replicas: Some(3), updated_replicas: Some(2), available_replicas: Some(2), ..Default::default() });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(3),
+            updated_replicas: Some(2),
+            available_replicas: Some(2),
+            ..Default::default()
+        });
         assert!(!rollout_progress(&d).0, "an old replica is still there");
-        d.status = Some(DeploymentStatus { observed_generation: Some(2), replicas: Some(2), updated_replicas: Some(2), available_replicas: Some(1), ..Default::default() });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(2),
+            updated_replicas: Some(2),
+            available_replicas: Some(1),
+            ..Default::default()
+        });
         assert!(!rollout_progress(&d).0);
-        d.status = Some(DeploymentStatus { observed_generation: Some(2), replicas: Some(2), updated_replicas: Some(2), available_replicas: Some(2), ..Default::default() });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(2),
+            updated_replicas: Some(2),
+            available_replicas: Some(2),
+            ..Default::default()
+        });
         assert!(rollout_progress(&d).0);
     }
 }

@@ -109,7 +109,11 @@ pub struct Syncer {
 
 impl Syncer {
     /// Builds the source and target clients. `client` is reused when given (watch mode shares it).
-    pub async fn new(config: SyncConfig, client: Option<kube::Client>, observer: Option<keyvault::Observer>) -> Result<Self, PassError> {
+    pub async fn new(
+        config: SyncConfig,
+        client: Option<kube::Client>,
+        observer: Option<keyvault::Observer>,
+    ) -> Result<Self, PassError> {
         let source = match &config.source {
             SourceSpec::Vault(v) => Source::Vault(keyvault::VaultSource::new(v, observer)?),
             SourceSpec::Dir(d) => Source::Dir(DirSource::new(d)),
@@ -123,7 +127,10 @@ impl Syncer {
                     None => k8s::client().await?,
                 };
                 let events = Events::new(client.clone());
-                let restarter = config.restart.enabled.then(|| Restarter::new(client.clone(), config.restart.clone(), Some(events.clone())));
+                let restarter = config
+                    .restart
+                    .enabled
+                    .then(|| Restarter::new(client.clone(), config.restart.clone(), Some(events.clone())));
                 Target::Secret { sink: SecretSink::new(client, namespace, name), restarter, events }
             }
         };
@@ -151,7 +158,13 @@ impl Syncer {
         if let (Err(error), Target::Secret { sink, events, .. }) = (&result, &self.target) {
             // Invalid material has its own InvalidMaterial event; a Kubernetes failure would most likely fail
             // to publish the event as well.
-            if matches!(error, PassError::Source(_) | PassError::Restart(_) | PassError::Timeout(_) | PassError::Secret(SecretError::NotAdopted { .. } | SecretError::WrongType { .. })) {
+            if matches!(
+                error,
+                PassError::Source(_)
+                    | PassError::Restart(_)
+                    | PassError::Timeout(_)
+                    | PassError::Secret(SecretError::NotAdopted { .. } | SecretError::WrongType { .. })
+            ) {
                 let r = k8s::reference("v1", "Secret", sink.namespace(), sink.name(), None);
                 events.warning(&r, "SyncFailed", "Sync", crate::error::chain(error)).await;
             }
@@ -190,7 +203,9 @@ impl Syncer {
                 let annotations = annotations(&source, fetched.versions.as_ref(), &report);
                 let baseline = match &current {
                     None => Baseline::Created,
-                    Some(secret) => Baseline::Existing(bundle::root_fingerprint(&material_of(secret).root_cert).ok().map(|f| f.to_string())),
+                    Some(secret) => Baseline::Existing(
+                        bundle::root_fingerprint(&material_of(secret).root_cert).ok().map(|f| f.to_string()),
+                    ),
                 };
                 // Events are published after the restart step: they must not delay istiod's restart.
                 let mut notes: Vec<(&str, String)> = Vec::new();
@@ -217,28 +232,58 @@ impl Syncer {
                         // Deployments behind instead of mistaking them for first contact.
                         restarter.pin_baseline(&baseline, known.deployments.clone()).await?;
                     }
-                    let written = sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
+                    let written =
+                        sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
                     match &written.action {
                         WriteAction::Unchanged => {}
                         WriteAction::Created => {
                             tracing::info!(namespace = sink.namespace(), secret = sink.name(), "cacerts created");
-                            notes.push(("Synced", format!("created from {source}{} (root fingerprint {root_fingerprint})", versions_note(fetched.versions.as_ref()))));
+                            notes.push((
+                                "Synced",
+                                format!(
+                                    "created from {source}{} (root fingerprint {root_fingerprint})",
+                                    versions_note(fetched.versions.as_ref())
+                                ),
+                            ));
                         }
                         WriteAction::Updated { changed, adopted } => {
                             let keys: Vec<&str> = changed.iter().map(|r| r.file_name()).collect();
                             if *adopted {
-                                tracing::info!(namespace = sink.namespace(), secret = sink.name(), "adopted existing cacerts Secret (it was not managed by cacerts-sync); other keys, labels and annotations are kept");
-                                notes.push(("Adopted", format!("cacerts-sync took over this Secret; updated {}", keys.join(", "))));
+                                tracing::info!(
+                                    namespace = sink.namespace(),
+                                    secret = sink.name(),
+                                    "adopted existing cacerts Secret (it was not managed by cacerts-sync); other keys, labels and annotations are kept"
+                                );
+                                notes.push((
+                                    "Adopted",
+                                    format!("cacerts-sync took over this Secret; updated {}", keys.join(", ")),
+                                ));
                             }
                             tracing::info!(namespace = sink.namespace(), secret = sink.name(), keys = %keys.join(","), "cacerts updated");
-                            notes.push(("Synced", format!("updated {} from {source}{} (root fingerprint {root_fingerprint})", keys.join(", "), versions_note(fetched.versions.as_ref()))));
+                            notes.push((
+                                "Synced",
+                                format!(
+                                    "updated {} from {source}{} (root fingerprint {root_fingerprint})",
+                                    keys.join(", "),
+                                    versions_note(fetched.versions.as_ref())
+                                ),
+                            ));
                         }
                     }
                     written.action
                 };
                 let restart = match restarter {
-                    Some(restarter) => Some(restarter.reconcile(root_fingerprint.as_str(), &baseline, known.deployments.clone(), self.config.dry_run).await),
+                    Some(restarter) => Some(
+                        restarter
+                            .reconcile(
+                                root_fingerprint.as_str(),
+                                &baseline,
+                                known.deployments.clone(),
+                                self.config.dry_run,
+                            )
+                            .await,
+                    ),
                     None => None,
                 };
                 if let Some(r) = &regarding {
@@ -264,7 +309,11 @@ impl Syncer {
 
     /// Validates, and while the result looks like a half-finished rotation, re-reads with backoff for up to
     /// `--consistency-timeout`.
-    async fn validated(&self, mut fetched: Fetched, deployed: Option<&RawMaterial>) -> Result<(Fetched, Report), PassError> {
+    async fn validated(
+        &self,
+        mut fetched: Fetched,
+        deployed: Option<&RawMaterial>,
+    ) -> Result<(Fetched, Report), PassError> {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
@@ -299,7 +348,14 @@ impl Syncer {
         if let Target::Secret { sink, events, .. } = &self.target {
             let findings: Vec<&str> = report.errors().map(|f| f.message.as_str()).collect();
             let r = k8s::reference("v1", "Secret", sink.namespace(), sink.name(), None);
-            events.warning(&r, "InvalidMaterial", "Validate", format!("not syncing from {}: {}", self.source.describe(), findings.join("; "))).await;
+            events
+                .warning(
+                    &r,
+                    "InvalidMaterial",
+                    "Validate",
+                    format!("not syncing from {}: {}", self.source.describe(), findings.join("; ")),
+                )
+                .await;
         }
     }
 }
@@ -325,14 +381,18 @@ pub fn annotations(source: &str, versions: Option<&Versions>, report: &Report) -
     if let Some(fp) = &report.material_fingerprint {
         a.insert(format!("{ANNOTATION_PREFIX}material-fingerprint"), fp.to_string());
     }
-    a.insert(format!("{ANNOTATION_PREFIX}synced-at"), jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    a.insert(
+        format!("{ANNOTATION_PREFIX}synced-at"),
+        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
     a
 }
 
 /// Prints what a dry run would change: per key, old and new subjects, serials, expiry and fingerprints.
 /// Never prints key material: the key is described by whether it changed only.
 fn print_diff(old: Option<&RawMaterial>, new: &RawMaterial, new_report: &Report, expiry_warning: Duration) {
-    let old_report = old.map(|m| bundle::validate(m, &ValidationOptions { now: jiff::Timestamp::now(), expiry_warning }, None));
+    let old_report =
+        old.map(|m| bundle::validate(m, &ValidationOptions { now: jiff::Timestamp::now(), expiry_warning }, None));
     println!("dry run: nothing will be written");
     for role in bundle::SecretRole::ALL {
         let changed = old.is_none_or(|o| o.get(role) != new.get(role));
@@ -345,7 +405,9 @@ fn print_diff(old: Option<&RawMaterial>, new: &RawMaterial, new_report: &Report,
                 .certificates
                 .iter()
                 .filter(|c| c.role == role)
-                .map(|c| format!("subject {:?} serial {} notAfter {} sha256 {}", c.subject, c.serial, c.not_after, c.sha256))
+                .map(|c| {
+                    format!("subject {:?} serial {} notAfter {} sha256 {}", c.subject, c.serial, c.not_after, c.sha256)
+                })
                 .collect()
         };
         if let Some(r) = &old_report {
@@ -357,7 +419,11 @@ fn print_diff(old: Option<&RawMaterial>, new: &RawMaterial, new_report: &Report,
             println!("  + {line}");
         }
     }
-    let old_fp = old_report.as_ref().and_then(|r| r.root_fingerprint.as_ref()).map(|f| f.to_string()).unwrap_or_else(|| "none".into());
+    let old_fp = old_report
+        .as_ref()
+        .and_then(|r| r.root_fingerprint.as_ref())
+        .map(|f| f.to_string())
+        .unwrap_or_else(|| "none".into());
     let new_fp = new_report.root_fingerprint.as_ref().map(|f| f.to_string()).unwrap_or_default();
     if old_fp == new_fp {
         println!("root fingerprint: {new_fp} (unchanged: no istiod restart)");

@@ -36,16 +36,9 @@ struct Doc {
 }
 
 fn parse_stream(text: &str, origin: &str) -> Vec<Doc> {
-    let values: Vec<Value> = serde_saphyr::from_multiple(text)
-        .unwrap_or_else(|e| panic!("failed to parse YAML from {origin}: {e}"));
-    values
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .map(|value| Doc {
-            origin: origin.to_owned(),
-            value,
-        })
-        .collect()
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("failed to parse YAML from {origin}: {e}"));
+    values.into_iter().filter(|v| !v.is_null()).map(|value| Doc { origin: origin.to_owned(), value }).collect()
 }
 
 /// Renders the chart once per test values file with real Helm. The `# Source:` comment before each
@@ -67,11 +60,8 @@ fn rendered_chart() -> Vec<Doc> {
     text.split("\n---\n")
         .flat_map(|chunk| {
             let chunk = chunk.trim_start_matches("---\n");
-            let origin = chunk
-                .lines()
-                .find_map(|l| l.strip_prefix("# Source: "))
-                .unwrap_or("tests/chart/render.py")
-                .to_owned();
+            let origin =
+                chunk.lines().find_map(|l| l.strip_prefix("# Source: ")).unwrap_or("tests/chart/render.py").to_owned();
             parse_stream(chunk, &origin)
         })
         .collect()
@@ -88,13 +78,8 @@ fn jobs_files() -> Vec<PathBuf> {
 }
 
 fn read_docs(path: &Path) -> Vec<Doc> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("failed to read {}: {e}", path.display()));
-    let origin = path
-        .strip_prefix(repo())
-        .unwrap_or(path)
-        .display()
-        .to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("failed to read {}: {e}", path.display()));
+    let origin = path.strip_prefix(repo()).unwrap_or(path).display().to_string();
     parse_stream(&text, &origin)
 }
 
@@ -125,26 +110,18 @@ fn differences(original: &Value, round_tripped: &Value, path: &str, out: &mut Ve
 
 /// Deserializes `value` as `T`, serializes it back and requires the same JSON: unknown fields are rejected.
 fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<(), String> {
-    let typed: T =
-        serde_json::from_value(value.clone()).map_err(|e| format!("does not parse: {e}"))?;
+    let typed: T = serde_json::from_value(value.clone()).map_err(|e| format!("does not parse: {e}"))?;
     let back = serde_json::to_value(&typed).map_err(|e| format!("does not serialize: {e}"))?;
     let mut diffs = Vec::new();
     differences(value, &back, "$", &mut diffs);
-    if diffs.is_empty() {
-        Ok(())
-    } else {
-        Err(diffs.join("; "))
-    }
+    if diffs.is_empty() { Ok(()) } else { Err(diffs.join("; ")) }
 }
 
 /// Keys of `obj` that are not in `allowed`.
 fn unknown_keys(obj: &Value, allowed: &[&str], path: &str) -> Vec<String> {
     obj.as_object()
         .map(|m| {
-            m.keys()
-                .filter(|k| !allowed.contains(&k.as_str()))
-                .map(|k| format!("{path}.{k}: unknown field"))
-                .collect()
+            m.keys().filter(|k| !allowed.contains(&k.as_str())).map(|k| format!("{path}.{k}: unknown field")).collect()
         })
         .unwrap_or_else(|| vec![format!("{path}: not an object")])
 }
@@ -159,26 +136,14 @@ fn check_service_monitor(value: &Value) -> Result<(), String> {
     let spec = &value["spec"];
     errs.extend(unknown_keys(
         spec,
-        &[
-            "selector",
-            "namespaceSelector",
-            "endpoints",
-            "jobLabel",
-            "targetLabels",
-            "podTargetLabels",
-            "sampleLimit",
-        ],
+        &["selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels", "sampleLimit"],
         "$.spec",
     ));
     if let Err(e) = round_trip::<LabelSelector>(&spec["selector"]) {
         errs.push(format!("$.spec.selector: {e}"));
     }
     if !spec["namespaceSelector"].is_null() {
-        errs.extend(unknown_keys(
-            &spec["namespaceSelector"],
-            &["any", "matchNames"],
-            "$.spec.namespaceSelector",
-        ));
+        errs.extend(unknown_keys(&spec["namespaceSelector"], &["any", "matchNames"], "$.spec.namespaceSelector"));
     }
     match spec["endpoints"].as_array() {
         Some(endpoints) if !endpoints.is_empty() => {
@@ -199,19 +164,13 @@ fn check_service_monitor(value: &Value) -> Result<(), String> {
                     &format!("$.spec.endpoints[{i}]"),
                 ));
                 if !ep["port"].is_string() {
-                    errs.push(format!(
-                        "$.spec.endpoints[{i}].port: must name a Service port"
-                    ));
+                    errs.push(format!("$.spec.endpoints[{i}].port: must name a Service port"));
                 }
             }
         }
         _ => errs.push("$.spec.endpoints: at least one endpoint is required".to_owned()),
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
 }
 
 /// Checks one document against the type its apiVersion/kind names; returns the kind.
@@ -252,11 +211,7 @@ fn check_all(docs: &[Doc]) -> (BTreeSet<String>, Vec<String>) {
 fn every_rendered_chart_manifest_parses_as_its_kubernetes_type_with_no_unknown_field() {
     let docs = rendered_chart();
     let (kinds, failures) = check_all(&docs);
-    assert!(
-        failures.is_empty(),
-        "rendered manifests with errors:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "rendered manifests with errors:\n{}", failures.join("\n"));
     // The values files must exercise every kind the chart can render, or this test proves less than it says.
     let expected: BTreeSet<String> = [
         "CronJob",
@@ -282,14 +237,9 @@ fn every_jobs_manifest_parses_as_its_kubernetes_type_with_no_unknown_field() {
         .flat_map(|p| read_docs(p))
         .collect();
     let (kinds, failures) = check_all(&docs);
-    assert!(
-        failures.is_empty(),
-        "jobs/ manifests with errors:\n{}",
-        failures.join("\n")
-    );
-    let expected: BTreeSet<String> = ["CronJob", "Job", "Role", "RoleBinding", "ServiceAccount"]
-        .map(str::to_owned)
-        .into();
+    assert!(failures.is_empty(), "jobs/ manifests with errors:\n{}", failures.join("\n"));
+    let expected: BTreeSet<String> =
+        ["CronJob", "Job", "Role", "RoleBinding", "ServiceAccount"].map(str::to_owned).into();
     assert_eq!(kinds, expected);
 }
 
@@ -297,9 +247,7 @@ fn every_jobs_manifest_parses_as_its_kubernetes_type_with_no_unknown_field() {
 fn jobs_kustomization_lists_existing_files_and_only_known_fields() {
     let path = repo().join("jobs/kustomization.yaml");
     let docs = read_docs(&path);
-    let [doc] = docs.as_slice() else {
-        panic!("jobs/kustomization.yaml must hold one document")
-    };
+    let [doc] = docs.as_slice() else { panic!("jobs/kustomization.yaml must hold one document") };
     let k = &doc.value;
     assert_eq!(k["apiVersion"], "kustomize.config.k8s.io/v1beta1");
     assert_eq!(k["kind"], "Kustomization");
@@ -320,39 +268,24 @@ fn jobs_kustomization_lists_existing_files_and_only_known_fields() {
         "$",
     );
     assert!(unknown.is_empty(), "{unknown:?}");
-    let resources: Vec<&str> = k["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let resources: Vec<&str> = k["resources"].as_array().expect("resources").iter().filter_map(Value::as_str).collect();
     assert!(!resources.is_empty());
     for r in &resources {
-        assert!(
-            repo().join("jobs").join(r).is_file(),
-            "kustomization resource {r} does not exist"
-        );
+        assert!(repo().join("jobs").join(r).is_file(), "kustomization resource {r} does not exist");
     }
     // The one-off Job uses generateName, which kustomize cannot handle; it is created with `kubectl create -f`.
     assert!(!resources.contains(&"job.yaml"));
-    for generator in k["configMapGenerator"]
-        .as_array()
-        .expect("configMapGenerator")
-    {
+    for generator in k["configMapGenerator"].as_array().expect("configMapGenerator") {
         for env in generator["envs"].as_array().into_iter().flatten() {
             let env = env.as_str().expect("envs entry");
-            assert!(
-                repo().join("jobs").join(env).is_file(),
-                "env file {env} does not exist"
-            );
+            assert!(repo().join("jobs").join(env).is_file(), "env file {env} does not exist");
         }
     }
 }
 
 #[test]
 fn jobs_config_env_sets_only_cacerts_sync_flags_and_rust_log() {
-    let text = std::fs::read_to_string(repo().join("jobs/config.env"))
-        .expect("failed to read jobs/config.env");
+    let text = std::fs::read_to_string(repo().join("jobs/config.env")).expect("failed to read jobs/config.env");
     let keys: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -360,10 +293,7 @@ fn jobs_config_env_sets_only_cacerts_sync_flags_and_rust_log() {
         .collect();
     assert!(keys.contains(&"CACERTS_SYNC_VAULT_URL"));
     for key in keys {
-        assert!(
-            key == "RUST_LOG" || key.starts_with("CACERTS_SYNC_"),
-            "unexpected variable {key}"
-        );
+        assert!(key == "RUST_LOG" || key.starts_with("CACERTS_SYNC_"), "unexpected variable {key}");
     }
 }
 
@@ -371,19 +301,10 @@ fn jobs_config_env_sets_only_cacerts_sync_flags_and_rust_log() {
 fn a_misspelled_field_is_rejected_with_its_path() {
     let mut doc = read_docs(&repo().join("jobs/cronjob.yaml")).remove(0).value;
     let container = &mut doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    let policy = container
-        .as_object_mut()
-        .unwrap()
-        .remove("imagePullPolicy")
-        .unwrap();
+    let policy = container.as_object_mut().unwrap().remove("imagePullPolicy").unwrap();
     container["imagePullPolcy"] = policy;
     let err = check(&doc).expect_err("a misspelled field must not pass");
-    assert!(
-        err.contains(
-            "$.spec.jobTemplate.spec.template.spec.containers[0].imagePullPolcy: unknown field"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("$.spec.jobTemplate.spec.template.spec.containers[0].imagePullPolcy: unknown field"), "{err}");
 }
 
 #[test]
@@ -396,10 +317,7 @@ fn a_misspelled_service_monitor_field_is_rejected() {
         .value;
     sm["spec"]["endpoints"][0]["intervall"] = Value::from("1m");
     let err = check(&sm).expect_err("a misspelled ServiceMonitor field must not pass");
-    assert!(
-        err.contains("$.spec.endpoints[0].intervall: unknown field"),
-        "{err}"
-    );
+    assert!(err.contains("$.spec.endpoints[0].intervall: unknown field"), "{err}");
 }
 
 /// The container args of a CronJob, Job or Deployment.
@@ -410,11 +328,7 @@ fn container_args(doc: &Value) -> Option<Vec<String>> {
         _ => return None,
     };
     let args = pod["containers"][0]["args"].as_array()?;
-    Some(
-        args.iter()
-            .map(|a| a.as_str().expect("args are strings").to_owned())
-            .collect(),
-    )
+    Some(args.iter().map(|a| a.as_str().expect("args are strings").to_owned()).collect())
 }
 
 #[test]
@@ -426,44 +340,28 @@ fn every_rendered_command_line_parses_with_the_real_cli() {
         };
         let argv = std::iter::once("cacerts-sync".to_owned()).chain(args.iter().cloned());
         if let Err(e) = Cli::try_parse_from(argv) {
-            panic!(
-                "{}: `cacerts-sync {}` does not parse:\n{e}",
-                doc.origin,
-                args.join(" ")
-            );
+            panic!("{}: `cacerts-sync {}` does not parse:\n{e}", doc.origin, args.join(" "));
         }
         parsed += 1;
     }
     // One workload per values file.
-    assert_eq!(
-        parsed,
-        std::fs::read_dir(repo().join("tests/chart/values"))
-            .unwrap()
-            .count()
-    );
+    assert_eq!(parsed, std::fs::read_dir(repo().join("tests/chart/values")).unwrap().count());
 }
 
 #[test]
 fn jobs_command_line_and_config_env_parse_with_the_real_cli() {
     // The manifests set flags through CACERTS_SYNC_* variables; the same settings as flags must parse.
-    let text = std::fs::read_to_string(repo().join("jobs/config.env"))
-        .expect("failed to read jobs/config.env");
+    let text = std::fs::read_to_string(repo().join("jobs/config.env")).expect("failed to read jobs/config.env");
     let env_flags: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("CACERTS_SYNC_"))
         .map(|l| {
             let (key, value) = l.split_once('=').expect("KEY=VALUE line");
-            let flag = key
-                .trim_start_matches("CACERTS_SYNC_")
-                .to_lowercase()
-                .replace('_', "-");
+            let flag = key.trim_start_matches("CACERTS_SYNC_").to_lowercase().replace('_', "-");
             format!("--{flag}={value}")
         })
         .collect();
-    for path in [
-        repo().join("jobs/cronjob.yaml"),
-        repo().join("jobs/job.yaml"),
-    ] {
+    for path in [repo().join("jobs/cronjob.yaml"), repo().join("jobs/job.yaml")] {
         let doc = read_docs(&path).remove(0);
         let args = container_args(&doc.value).expect("a workload");
         // CACERTS_SYNC_NAMESPACE comes from the downward API.
@@ -472,10 +370,7 @@ fn jobs_command_line_and_config_env_parse_with_the_real_cli() {
             .chain(env_flags.iter().cloned())
             .chain(["--namespace=istio-system".to_owned()]);
         if let Err(e) = Cli::try_parse_from(argv) {
-            panic!(
-                "{}: args {args:?} with config.env {env_flags:?} do not parse:\n{e}",
-                doc.origin
-            );
+            panic!("{}: args {args:?} with config.env {env_flags:?} do not parse:\n{e}", doc.origin);
         }
     }
 }

@@ -123,14 +123,23 @@ async fn the_charts_watch_mode_role_is_enough_for_watch_with_leader_election() {
         if tokio::time::Instant::now() > deadline {
             let _ = child.start_kill();
             let out = child.wait_with_output().await.unwrap();
-            panic!("watch did not take the Lease and sync with the chart's Role: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "watch did not take the Lease and sync with the chart's Role: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     env.assert_secret_holds(&ca);
     assert_eq!(env.generation("istiod"), 2, "the created cacerts restarted istiod");
     // No request the Role does not allow was ever refused.
-    let refused: Vec<_> = env.kube.requests().into_iter().filter(|r| r.status == 403).map(|r| format!("{} {}", r.method, r.path)).collect();
+    let refused: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     let _ = child.start_kill();
     let out = child.wait_with_output().await.unwrap();
     env.assert_no_key_bytes(&String::from_utf8_lossy(&out.stderr));

@@ -39,7 +39,10 @@ async fn first_sync_creates_cacerts_and_a_second_sync_writes_nothing() {
     assert_eq!(env.secret_rv(), rv, "an unchanged sync must not write");
     assert!(second.stderr.lines().last().unwrap().contains("unchanged"));
     // Only Events may have been created; the Secret was not touched.
-    assert_eq!(env.kube.request_count("PATCH", "/secrets/cacerts") + env.kube.request_count("PUT", "/secrets/cacerts"), 0);
+    assert_eq!(
+        env.kube.request_count("PATCH", "/secrets/cacerts") + env.kube.request_count("PUT", "/secrets/cacerts"),
+        0
+    );
     let _ = writes;
 }
 
@@ -62,7 +65,10 @@ async fn the_four_key_vault_gets_of_a_pass_run_concurrently_and_are_the_only_vau
         .map(|r| r.path.clone())
         .collect();
     assert_eq!(gets.len(), 4, "one authorized GET per secret: {gets:?}");
-    assert!(gets.last().unwrap().starts_with("/secrets/root-cert"), "the others finished while root-cert was held: {gets:?}");
+    assert!(
+        gets.last().unwrap().starts_with("/secrets/root-cert"),
+        "the others finished while root-cert was held: {gets:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +98,17 @@ async fn a_torn_rotation_is_waited_out_and_synced_once_it_heals() {
     env.remember_key(&new.ca_key);
     env.kv.set_secret("ca-cert", &new.ca_cert);
     env.kv.reset_requests();
-    let child = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--consistency-timeout", "60s"]);
+    let child = env.command(
+        "workload-identity",
+        &[
+            "sync",
+            "--vault-url",
+            &env.kv.vault_url(),
+            "--disable-challenge-resource-verification",
+            "--consistency-timeout",
+            "60s",
+        ],
+    );
     let running = tokio::spawn(async move {
         let mut child = child;
         child.output().await.unwrap()
@@ -172,7 +188,8 @@ async fn throttling_is_retried_honouring_retry_after_and_then_succeeds() {
     let run = env.sync(&[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("retrying"), "{}", run.stderr);
-    let throttled = env.kv.requests().iter().filter(|r| r.path.starts_with("/secrets/root-cert") && r.status == 429).count();
+    let throttled =
+        env.kv.requests().iter().filter(|r| r.path.starts_with("/secrets/root-cert") && r.status == 429).count();
     assert_eq!(throttled, 2);
     env.assert_secret_holds(&ca);
 }
@@ -188,7 +205,8 @@ async fn a_vault_that_keeps_failing_with_5xx_exits_1_after_bounded_retries() {
     env.kv.inject_fault(KvFault::status(503).path("/secrets/cert-chain").always());
     let run = env.sync(&[]).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let attempts = env.kv.requests().iter().filter(|r| r.path.starts_with("/secrets/cert-chain") && r.status == 503).count();
+    let attempts =
+        env.kv.requests().iter().filter(|r| r.path.starts_with("/secrets/cert-chain") && r.status == 503).count();
     assert!((2..=4).contains(&attempts), "bounded retries, got {attempts}");
     assert_eq!(env.secret_rv(), rv);
 }
@@ -204,7 +222,10 @@ async fn a_kubernetes_403_exits_4_and_a_persistent_409_exits_1() {
     let rv = env.secret_rv();
 
     // A Role that only grants get: the write is forbidden.
-    let kubeconfig = env.limited_kubeconfig("get-only", vec![Rule::new(&["get"], "", &["secrets"]), Rule::new(&["get", "list"], "apps", &["deployments"])]);
+    let kubeconfig = env.limited_kubeconfig(
+        "get-only",
+        vec![Rule::new(&["get"], "", &["secrets"]), Rule::new(&["get", "list"], "apps", &["deployments"])],
+    );
     let run = env.sync_as(&kubeconfig, &[]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("forbidden"), "{}", run.stderr);
@@ -229,7 +250,10 @@ async fn a_hand_made_cacerts_is_adopted_and_no_adopt_refuses() {
     let status = std::process::Command::new("kubectl")
         .env("KUBECONFIG", env.kube.kubeconfig_path())
         .args(["create", "secret", "generic", "cacerts", "-n", NS])
-        .args(["root-cert.pem", "ca-cert.pem", "ca-key.pem", "cert-chain.pem", "extra.txt"].map(|f| format!("--from-file={}", dir.join(f).display())))
+        .args(
+            ["root-cert.pem", "ca-cert.pem", "ca-key.pem", "cert-chain.pem", "extra.txt"]
+                .map(|f| format!("--from-file={}", dir.join(f).display())),
+        )
         .status()
         .expect("kubectl runs");
     assert!(status.success());
@@ -239,7 +263,11 @@ async fn a_hand_made_cacerts_is_adopted_and_no_adopt_refuses() {
     let rv = env.secret_rv();
     let refused = env.sync(&["--no-adopt"]).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("--no-adopt") && refused.stderr.contains("kubectl"), "says how to adopt: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--no-adopt") && refused.stderr.contains("kubectl"),
+        "says how to adopt: {}",
+        refused.stderr
+    );
     assert_eq!(env.secret_rv(), rv);
 
     let adopted = env.sync(&[]).await;
@@ -312,7 +340,10 @@ async fn a_wrong_client_secret_exits_4_and_names_the_credential() {
     let env = Env::start().await;
     let (_r, ca) = env.pki.valid_plugin_ca();
     env.upload(&ca);
-    let mut cmd = env.command("client-secret", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]);
+    let mut cmd = env.command(
+        "client-secret",
+        &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"],
+    );
     cmd.env("AZURE_CLIENT_SECRET", "not-the-secret");
     let run = env.output(cmd).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
@@ -328,7 +359,10 @@ async fn an_untrusted_vault_certificate_is_a_clear_configuration_error() {
     let other_ca = cacerts_testkit::tls::TestCa::new("someone else");
     let other = env.path("other-ca.pem");
     other_ca.write_cert(&other).unwrap();
-    let mut cmd = env.command("workload-identity", &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--timeout", "30s"]);
+    let mut cmd = env.command(
+        "workload-identity",
+        &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--timeout", "30s"],
+    );
     cmd.env("SSL_CERT_FILE", &other);
     let run = env.output(cmd).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -373,7 +407,13 @@ async fn inspect_reads_key_vault_and_the_cluster_secret_and_prints_json() {
     let b = env.pki.root_b();
     let ca = env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a));
     env.upload(&ca);
-    let run = env.run_with("workload-identity", "inspect", &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--output", "json"]).await;
+    let run = env
+        .run_with(
+            "workload-identity",
+            "inspect",
+            &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--output", "json"],
+        )
+        .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
     assert_eq!(report["root_fingerprint"], fingerprint(&ca.root_cert));
@@ -397,7 +437,13 @@ async fn inspect_exits_3_on_torn_material_and_names_the_mismatch() {
     env.upload(&ca);
     env.remember_key(&other.ca_key);
     env.kv.set_secret("ca-key", &other.ca_key);
-    let run = env.run_with("workload-identity", "inspect", &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"]).await;
+    let run = env
+        .run_with(
+            "workload-identity",
+            "inspect",
+            &["--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"],
+        )
+        .await;
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stdout.contains("ca-key"), "{}", run.stdout);
 }
@@ -469,6 +515,10 @@ printf '{{"accessToken":"%s","expires_on":%s,"tokenType":"Bearer"}}\n' "$token" 
     let run = env.output(cmd).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("azure cli"), "the log names the credential: {}", run.stderr);
-    assert!(run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE is not set"), "and why the others were skipped: {}", run.stderr);
+    assert!(
+        run.stderr.contains("AZURE_FEDERATED_TOKEN_FILE is not set"),
+        "and why the others were skipped: {}",
+        run.stderr
+    );
     env.assert_secret_holds(&ca);
 }

@@ -87,7 +87,8 @@ impl Daemon {
 
     /// (status, body) of an admin path; `None` while the server is not up.
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let response = self.http.get(format!("{}{path}", self.admin)).timeout(Duration::from_secs(2)).send().await.ok()?;
+        let response =
+            self.http.get(format!("{}{path}", self.admin)).timeout(Duration::from_secs(2)).send().await.ok()?;
         let status = response.status().as_u16();
         Some((status, response.text().await.unwrap_or_default()))
     }
@@ -106,7 +107,8 @@ impl Daemon {
     }
 
     fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid.to_string()).status().unwrap();
+        let status =
+            std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid.to_string()).status().unwrap();
         assert!(status.success(), "kill -{name} {}", self.pid);
     }
 
@@ -181,7 +183,11 @@ fn certs(pem: &str) -> Vec<(String, i64)> {
 
 async fn wait_for_secret(env: &Env, d: &Daemon, ca: &PluginCa, timeout: Duration) {
     let holds = || env.secret().is_some() && ca.secret_files().iter().all(|(k, v)| env.secret_value(k) == *v);
-    assert!(wait_until(timeout, async || holds()).await, "cacerts never held the expected material; log:\n{}", d.logs());
+    assert!(
+        wait_until(timeout, async || holds()).await,
+        "cacerts never held the expected material; log:\n{}",
+        d.logs()
+    );
 }
 
 fn gets(env: &Env) -> usize {
@@ -222,7 +228,9 @@ async fn a_deleted_cacerts_is_restored_within_seconds_without_calling_key_vault(
     assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "cacerts-sync");
     assert_eq!(secret["metadata"]["annotations"]["cacerts-sync.io/root-fingerprint"], fingerprint(&root.cert_pem));
     assert_eq!(gets(&env), vault_gets, "the restore uses the last validated material, not Key Vault");
-    assert!(wait_until(Duration::from_secs(5), async || d.metric("cacerts_sync_self_heals_total").await == Some(1.0)).await);
+    assert!(
+        wait_until(Duration::from_secs(5), async || d.metric("cacerts_sync_self_heals_total").await == Some(1.0)).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +255,9 @@ async fn a_hand_edited_cacerts_is_set_back_without_calling_key_vault() {
     wait_for_secret(&env, &d, &ca, Duration::from_secs(10)).await;
     assert_eq!(env.secret_value("extra"), "kept", "keys cacerts-sync does not own are kept");
     assert_eq!(gets(&env), vault_gets, "the restore uses the last validated material, not Key Vault");
-    assert!(wait_until(Duration::from_secs(5), async || d.metric("cacerts_sync_self_heals_total").await == Some(1.0)).await);
+    assert!(
+        wait_until(Duration::from_secs(5), async || d.metric("cacerts_sync_self_heals_total").await == Some(1.0)).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,9 +299,14 @@ async fn two_replicas_elect_one_writer_and_the_standby_takes_over_when_the_leade
     let standby = 1 - leader;
     let (leader_name, standby_name) = (replicas[leader].0, replicas[standby].0);
     // Let the leader run a few passes while the standby watches.
-    let leader_passes = async || replicas[leader].1.metric("cacerts_sync_passes_total{result=\"unchanged\"}").await.unwrap_or(0.0);
+    let leader_passes =
+        async || replicas[leader].1.metric("cacerts_sync_passes_total{result=\"unchanged\"}").await.unwrap_or(0.0);
     assert!(wait_until(Duration::from_secs(20), async || leader_passes().await >= 2.0).await);
-    assert_eq!(replicas[standby].1.metric("cacerts_sync_passes_total{result=\"unchanged\"}").await, None, "a standby runs no pass");
+    assert_eq!(
+        replicas[standby].1.metric("cacerts_sync_passes_total{result=\"unchanged\"}").await,
+        None,
+        "a standby runs no pass"
+    );
     let lease = env.kube.get("leases", NS, "cacerts-sync").expect("the Lease exists");
     assert_eq!(lease["spec"]["holderIdentity"], leader_name);
     let writers: std::collections::BTreeSet<String> = env
@@ -333,14 +348,19 @@ async fn sigterm_finishes_the_pass_in_flight_releases_the_lease_and_exits_zero()
     env.upload(&ca);
     // Slow vault: the first pass is still fetching when the signal arrives.
     env.kv.inject_fault(KvFault::delay(Duration::from_secs(2)).path("/secrets/").method("GET").always());
-    let mut d = env.watch("sigterm", &["--interval", "1h", "--leader-election", "--lease-duration", "15s", "--identity", "solo"]);
+    let mut d = env
+        .watch("sigterm", &["--interval", "1h", "--leader-election", "--lease-duration", "15s", "--identity", "solo"]);
     assert!(wait_until(Duration::from_secs(20), async || d.logs().contains("pass started")).await, "{}", d.logs());
     assert!(env.secret().is_none(), "the pass is still in flight");
 
     d.signal("TERM");
     // Readiness goes false at once (before the pass ends).
     assert!(
-        wait_until(Duration::from_secs(5), async || matches!(d.get("/readyz").await, Some((503, body)) if body.contains("shutting down"))).await,
+        wait_until(
+            Duration::from_secs(5),
+            async || matches!(d.get("/readyz").await, Some((503, body)) if body.contains("shutting down"))
+        )
+        .await,
         "{}",
         d.logs()
     );
@@ -379,7 +399,14 @@ async fn metrics_expose_every_certificate_expiry_and_drop_removed_ones() {
     env.upload(&both);
     let d = env.watch("metrics", &["--interval", "1s"]);
     wait_for_secret(&env, &d, &both, Duration::from_secs(20)).await;
-    assert!(wait_until(Duration::from_secs(10), async || d.metric("cacerts_sync_last_success_timestamp_seconds").await.unwrap_or(0.0) > 0.0).await);
+    assert!(
+        wait_until(Duration::from_secs(10), async || d
+            .metric("cacerts_sync_last_success_timestamp_seconds")
+            .await
+            .unwrap_or(0.0)
+            > 0.0)
+        .await
+    );
 
     assert_eq!(d.get("/healthz").await.map(|(status, _)| status), Some(200));
     assert_eq!(d.get("/readyz").await.map(|(status, _)| status), Some(200));
@@ -388,10 +415,13 @@ async fn metrics_expose_every_certificate_expiry_and_drop_removed_ones() {
     let text = response.text().await.unwrap();
     env.assert_no_key_bytes(&text);
     assert!(!text.contains("PRIVATE KEY"));
-    let expected: Vec<(&str, usize, String, i64)> = [("root-cert.pem", &both.root_cert), ("ca-cert.pem", &both.ca_cert), ("cert-chain.pem", &both.cert_chain)]
-        .into_iter()
-        .flat_map(|(role, pem)| certs(pem).into_iter().enumerate().map(move |(i, (serial, not_after))| (role, i, serial, not_after)))
-        .collect();
+    let expected: Vec<(&str, usize, String, i64)> =
+        [("root-cert.pem", &both.root_cert), ("ca-cert.pem", &both.ca_cert), ("cert-chain.pem", &both.cert_chain)]
+            .into_iter()
+            .flat_map(|(role, pem)| {
+                certs(pem).into_iter().enumerate().map(move |(i, (serial, not_after))| (role, i, serial, not_after))
+            })
+            .collect();
     assert_eq!(expected.len(), 5, "two roots, the intermediate, a chain of two");
     let exposed = series(&text, "cacerts_sync_certificate_expiry_timestamp_seconds");
     assert_eq!(exposed.len(), expected.len(), "{text}");
@@ -404,7 +434,11 @@ async fn metrics_expose_every_certificate_expiry_and_drop_removed_ones() {
         assert!(found.0["subject"].contains("CN="), "{:?}", found.0);
     }
     let fp_both = fingerprint(&both.root_cert);
-    assert_eq!(metric(&text, &format!("cacerts_sync_root_fingerprint_info{{fingerprint=\"{fp_both}\"}}")), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, &format!("cacerts_sync_root_fingerprint_info{{fingerprint=\"{fp_both}\"}}")),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(metric(&text, "cacerts_sync_leader"), Some(1.0));
     assert!(metric(&text, "cacerts_sync_keyvault_requests_total{status=\"200\"}").unwrap() >= 4.0);
     assert!(metric(&text, "cacerts_sync_pass_duration_seconds_count").unwrap() >= 1.0);
@@ -418,14 +452,22 @@ async fn metrics_expose_every_certificate_expiry_and_drop_removed_ones() {
     env.upload(&only_a);
     let fp_a = fingerprint(&only_a.root_cert);
     let fp_series = format!("cacerts_sync_root_fingerprint_info{{fingerprint=\"{fp_a}\"}}");
-    assert!(wait_until(Duration::from_secs(20), async || d.metric(&fp_series).await == Some(1.0)).await, "{}", d.logs());
+    assert!(
+        wait_until(Duration::from_secs(20), async || d.metric(&fp_series).await == Some(1.0)).await,
+        "{}",
+        d.logs()
+    );
     let text = d.metrics().await;
     assert!(!text.contains(&fp_both), "the old fingerprint's series is dropped:\n{text}");
     let exposed = series(&text, "cacerts_sync_certificate_expiry_timestamp_seconds");
     assert_eq!(exposed.len(), 4, "{text}");
     let (b_serial, _) = certs(&b.cert_pem).remove(0);
     assert!(exposed.iter().all(|(l, _)| l["serial"] != b_serial), "root B is gone:\n{text}");
-    assert_eq!(metric(&text, "cacerts_sync_istiod_restarts_total{deployment=\"istiod\"}"), Some(2.0), "a root change restarts istiod");
+    assert_eq!(
+        metric(&text, "cacerts_sync_istiod_restarts_total{deployment=\"istiod\"}"),
+        Some(2.0),
+        "a root change restarts istiod"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,11 +479,20 @@ async fn a_429_storm_backs_off_instead_of_hammering_the_vault() {
     let started = Instant::now();
     let d = env.watch("throttled", &["--interval", "1s"]);
     let failed = "cacerts_sync_passes_total{result=\"transient\"}";
-    assert!(wait_until(Duration::from_secs(30), async || d.metric(failed).await.unwrap_or(0.0) >= 1.0).await, "{}", d.logs());
+    assert!(
+        wait_until(Duration::from_secs(30), async || d.metric(failed).await.unwrap_or(0.0) >= 1.0).await,
+        "{}",
+        d.logs()
+    );
     // The daemon counts an attempt after the emulator answered it: read the metric first.
     let exposed = d.metric("cacerts_sync_keyvault_requests_total{status=\"429\"}").await.unwrap_or(0.0) as u64;
     let elapsed = started.elapsed().as_secs();
-    let attempts = env.kv.requests().iter().filter(|r| r.method == "GET" && r.path.starts_with("/secrets/") && r.status == 429).count() as u64;
+    let attempts = env
+        .kv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/secrets/") && r.status == 429)
+        .count() as u64;
     // Each of the four concurrent GETs waits at least Retry-After (1 s) between attempts; a hot loop would
     // make thousands of requests in this time.
     assert!(attempts >= 4, "the vault was asked: {attempts}");
@@ -468,10 +519,16 @@ async fn unchanged_passes_make_no_kubernetes_requests_but_the_watches() {
 
     let startup = env.kube.requests();
     assert!(
-        startup.iter().any(|r| r.is_watch && r.path.ends_with("/secrets") && r.query.contains("fieldSelector=metadata.name%3Dcacerts")),
+        startup.iter().any(|r| r.is_watch
+            && r.path.ends_with("/secrets")
+            && r.query.contains("fieldSelector=metadata.name%3Dcacerts")),
         "cacerts is watched by name"
     );
-    assert!(startup.iter().any(|r| r.is_watch && r.path.ends_with("/deployments") && r.query.contains("labelSelector=app%3Distiod")));
+    assert!(
+        startup
+            .iter()
+            .any(|r| r.is_watch && r.path.ends_with("/deployments") && r.query.contains("labelSelector=app%3Distiod"))
+    );
     assert!(startup.iter().all(|r| !r.query.contains("sendInitialEvents")), "no streaming lists");
 
     env.kube.reset_requests();
@@ -480,7 +537,8 @@ async fn unchanged_passes_make_no_kubernetes_requests_but_the_watches() {
     assert!(wait_until(Duration::from_secs(20), async || unchanged().await >= before + 3.0).await, "{}", d.logs());
     let after = unchanged().await;
     let requests = env.kube.requests();
-    let polls: Vec<String> = requests.iter().filter(|r| !r.is_watch).map(|r| format!("{} {}?{}", r.method, r.path, r.query)).collect();
+    let polls: Vec<String> =
+        requests.iter().filter(|r| !r.is_watch).map(|r| format!("{} {}?{}", r.method, r.path, r.query)).collect();
     assert!(polls.is_empty(), "unchanged passes read Kubernetes only through the watches: {polls:?}");
     assert_eq!(env.kube.write_count(), 0);
     let vault_gets = gets(&env) as f64;
@@ -518,7 +576,11 @@ async fn a_cron_schedule_runs_passes_at_its_times() {
     let d = env.watch("cron", &["--schedule", "* * * * * *"]);
     wait_for_secret(&env, &d, &ca, Duration::from_secs(20)).await;
     let unchanged = "cacerts_sync_passes_total{result=\"unchanged\"}";
-    assert!(wait_until(Duration::from_secs(20), async || d.metric(unchanged).await.unwrap_or(0.0) >= 2.0).await, "{}", d.logs());
+    assert!(
+        wait_until(Duration::from_secs(20), async || d.metric(unchanged).await.unwrap_or(0.0) >= 2.0).await,
+        "{}",
+        d.logs()
+    );
     assert!(d.logs().contains("schedule=cron"), "{}", d.logs());
 }
 
@@ -535,7 +597,11 @@ async fn invalid_material_in_the_vault_never_reaches_cacerts_not_even_through_se
     let expired = env.pki.intermediate(&root, IntermediateOpts { validity: Validity::Expired, ..Default::default() });
     env.upload(&env.pki.plugin_ca(&[&root], &expired));
     let invalid = "cacerts_sync_passes_total{result=\"invalid\"}";
-    assert!(wait_until(Duration::from_secs(20), async || d.metric(invalid).await.unwrap_or(0.0) >= 1.0).await, "{}", d.logs());
+    assert!(
+        wait_until(Duration::from_secs(20), async || d.metric(invalid).await.unwrap_or(0.0) >= 1.0).await,
+        "{}",
+        d.logs()
+    );
     assert_eq!(env.secret_rv(), rv, "a failing pass does not touch cacerts");
 
     env.kube.delete("secrets", NS, "cacerts");

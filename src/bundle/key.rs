@@ -55,10 +55,7 @@ pub fn parse_private_key(pem: &[u8]) -> Result<PublicKeyInfo, ParseError> {
         match block.label.as_str() {
             "RSA PRIVATE KEY" | "PRIVATE KEY" | "EC PRIVATE KEY" => {}
             "ENCRYPTED PRIVATE KEY" => {
-                return Err(ParseError::EncryptedKey {
-                    secret: ROLE,
-                    block: index,
-                });
+                return Err(ParseError::EncryptedKey { secret: ROLE, block: index });
             }
             _ => {
                 return Err(ParseError::WrongBlockType {
@@ -88,20 +85,11 @@ pub fn parse_private_key(pem: &[u8]) -> Result<PublicKeyInfo, ParseError> {
 }
 
 fn invalid(format: &'static str, source: Option<aws_lc_rs::error::KeyRejected>) -> ParseError {
-    ParseError::InvalidKey {
-        secret: ROLE,
-        block: 0,
-        format,
-        source,
-    }
+    ParseError::InvalidKey { secret: ROLE, block: 0, format, source }
 }
 
 fn unsupported(algorithm: String) -> ParseError {
-    ParseError::UnsupportedKey {
-        secret: ROLE,
-        block: 0,
-        algorithm,
-    }
+    ParseError::UnsupportedKey { secret: ROLE, block: 0, algorithm }
 }
 
 fn rsa(
@@ -112,9 +100,7 @@ fn rsa(
     let public = pair.public_key();
     let spki = public.as_der().map_err(|_| invalid(format, None))?;
     Ok(PublicKeyInfo {
-        algorithm: KeyAlgorithm::Rsa {
-            bits: pair.public_modulus_len() * 8,
-        },
+        algorithm: KeyAlgorithm::Rsa { bits: pair.public_modulus_len() * 8 },
         public_key: public.as_ref().to_vec(),
         spki_der: spki.as_ref().to_vec(),
     })
@@ -128,23 +114,13 @@ fn ecdsa(
     let pair = parsed.map_err(|e| invalid(format, Some(e)))?;
     let public = pair.public_key();
     let spki = public.as_der().map_err(|_| invalid(format, None))?;
-    Ok(PublicKeyInfo {
-        algorithm,
-        public_key: public.as_ref().to_vec(),
-        spki_der: spki.as_ref().to_vec(),
-    })
+    Ok(PublicKeyInfo { algorithm, public_key: public.as_ref().to_vec(), spki_der: spki.as_ref().to_vec() })
 }
 
 fn curve(oid: &[u8]) -> Result<(&'static EcdsaSigningAlgorithm, KeyAlgorithm), ParseError> {
     match oid {
-        der::OID_P256 => Ok((
-            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            KeyAlgorithm::EcdsaP256,
-        )),
-        der::OID_P384 => Ok((
-            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
-            KeyAlgorithm::EcdsaP384,
-        )),
+        der::OID_P256 => Ok((&signature::ECDSA_P256_SHA256_ASN1_SIGNING, KeyAlgorithm::EcdsaP256)),
+        der::OID_P384 => Ok((&signature::ECDSA_P384_SHA384_ASN1_SIGNING, KeyAlgorithm::EcdsaP384)),
         other => Err(unsupported(der::oid_name(other))),
     }
 }

@@ -115,12 +115,8 @@ pub enum SecretRole {
 
 impl SecretRole {
     /// All roles, in the order reports list them.
-    pub const ALL: [SecretRole; 4] = [
-        SecretRole::RootCert,
-        SecretRole::CaCert,
-        SecretRole::CaKey,
-        SecretRole::CertChain,
-    ];
+    pub const ALL: [SecretRole; 4] =
+        [SecretRole::RootCert, SecretRole::CaCert, SecretRole::CaKey, SecretRole::CertChain];
 
     /// The default Key Vault secret name, e.g. `root-cert`.
     pub fn name(self) -> &'static str {
@@ -190,19 +186,10 @@ impl fmt::Debug for RawMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Certificates are public, but printing them whole makes logs unreadable; lengths suffice.
         f.debug_struct("RawMaterial")
-            .field(
-                "root_cert",
-                &format_args!("<{} bytes>", self.root_cert.len()),
-            )
+            .field("root_cert", &format_args!("<{} bytes>", self.root_cert.len()))
             .field("ca_cert", &format_args!("<{} bytes>", self.ca_cert.len()))
-            .field(
-                "ca_key",
-                &format_args!("<redacted, {} bytes>", self.ca_key.len()),
-            )
-            .field(
-                "cert_chain",
-                &format_args!("<{} bytes>", self.cert_chain.len()),
-            )
+            .field("ca_key", &format_args!("<redacted, {} bytes>", self.ca_key.len()))
+            .field("cert_chain", &format_args!("<{} bytes>", self.cert_chain.len()))
             .finish()
     }
 }
@@ -237,11 +224,7 @@ pub struct Deployed<'a> {
 /// Validates `raw` at `opts.now`; `deployed` enables the root-rotation checks.
 ///
 /// Never fails: every problem becomes a [`Finding`]. Pure: no I/O, and the clock is `opts.now`.
-pub fn validate(
-    raw: &RawMaterial,
-    opts: &ValidationOptions,
-    deployed: Option<&Deployed<'_>>,
-) -> Report {
+pub fn validate(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<&Deployed<'_>>) -> Report {
     validate::run(raw, opts, deployed)
 }
 
@@ -277,22 +260,12 @@ fn check_certificate_der(role: SecretRole, index: usize, der: &[u8]) -> Result<(
     use x509_parser::prelude::FromDer;
     match x509_parser::certificate::X509Certificate::from_der(der) {
         Ok(([], _)) => Ok(()),
-        Ok((rest, _)) => Err(ParseError::TrailingData {
-            secret: role,
-            block: index,
-            bytes: rest.len(),
-        }),
-        Err(e) => Err(ParseError::InvalidCertificate {
-            secret: role,
-            block: index,
-            source: nom_to_x509(e),
-        }),
+        Ok((rest, _)) => Err(ParseError::TrailingData { secret: role, block: index, bytes: rest.len() }),
+        Err(e) => Err(ParseError::InvalidCertificate { secret: role, block: index, source: nom_to_x509(e) }),
     }
 }
 
-pub(crate) fn nom_to_x509(
-    e: x509_parser::nom::Err<x509_parser::error::X509Error>,
-) -> x509_parser::error::X509Error {
+pub(crate) fn nom_to_x509(e: x509_parser::nom::Err<x509_parser::error::X509Error>) -> x509_parser::error::X509Error {
     match e {
         x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
         x509_parser::nom::Err::Incomplete(_) => x509_parser::error::X509Error::InvalidCertificate,
@@ -308,11 +281,7 @@ pub enum ParseError {
     Empty { secret: SecretRole },
     /// The value exceeds [`MAX_SECRET_BYTES`].
     #[error("{secret}: value is {size} bytes, over the {limit}-byte limit")]
-    Oversized {
-        secret: SecretRole,
-        size: usize,
-        limit: usize,
-    },
+    Oversized { secret: SecretRole, size: usize, limit: usize },
     /// The value is not UTF-8 text (DER, or another binary encoding).
     #[error(
         "{secret}: value is not UTF-8 text (invalid byte at offset {offset}); expected PEM, DER must be converted (openssl x509 -inform DER / openssl pkey -inform DER)"
@@ -320,34 +289,16 @@ pub enum ParseError {
     NotUtf8 { secret: SecretRole, offset: usize },
     /// The value is text without any PEM block.
     #[error("{secret}: no PEM block found (expected \"-----BEGIN {expected}-----\")")]
-    NotPem {
-        secret: SecretRole,
-        expected: &'static str,
-    },
+    NotPem { secret: SecretRole, expected: &'static str },
     /// A PEM block is malformed.
     #[error("{secret}: PEM block {} is malformed: {reason}", block + 1)]
-    MalformedPem {
-        secret: SecretRole,
-        block: usize,
-        reason: String,
-    },
+    MalformedPem { secret: SecretRole, block: usize, reason: String },
     /// A PEM block has the wrong type for this secret.
     #[error("{secret}: PEM block {} is a {found}, expected {expected}", block + 1)]
-    WrongBlockType {
-        secret: SecretRole,
-        block: usize,
-        found: String,
-        expected: &'static str,
-    },
+    WrongBlockType { secret: SecretRole, block: usize, found: String, expected: &'static str },
     /// A secret that holds exactly one object holds more blocks.
     #[error("{secret}: PEM block {} is unexpected: {secret} must hold exactly one {expected} (found {count} blocks){hint}", block + 1)]
-    ExtraBlock {
-        secret: SecretRole,
-        block: usize,
-        count: usize,
-        expected: &'static str,
-        hint: &'static str,
-    },
+    ExtraBlock { secret: SecretRole, block: usize, count: usize, expected: &'static str, hint: &'static str },
     /// A `CERTIFICATE` block does not hold a valid X.509 certificate.
     #[error("{secret}: PEM block {} is not a valid X.509 certificate", block + 1)]
     InvalidCertificate {
@@ -358,11 +309,7 @@ pub enum ParseError {
     },
     /// A `CERTIFICATE` block holds bytes after the certificate.
     #[error("{secret}: PEM block {} has {bytes} bytes after the certificate", block + 1)]
-    TrailingData {
-        secret: SecretRole,
-        block: usize,
-        bytes: usize,
-    },
+    TrailingData { secret: SecretRole, block: usize, bytes: usize },
     /// The private key is encrypted; istiod cannot read it.
     #[error("{secret}: PEM block {} is an encrypted private key; istiod needs it unencrypted", block + 1)]
     EncryptedKey { secret: SecretRole, block: usize },
@@ -377,11 +324,7 @@ pub enum ParseError {
     },
     /// The private key uses an algorithm or size cacerts-sync does not accept.
     #[error("{secret}: PEM block {} is a {algorithm} key; supported are RSA 2048-8192 and ECDSA P-256/P-384", block + 1)]
-    UnsupportedKey {
-        secret: SecretRole,
-        block: usize,
-        algorithm: String,
-    },
+    UnsupportedKey { secret: SecretRole, block: usize, algorithm: String },
 }
 
 impl ParseError {
@@ -431,9 +374,7 @@ impl ParseError {
             ParseError::MalformedPem { .. } => FindingCode::MalformedPem,
             ParseError::WrongBlockType { .. } => FindingCode::WrongBlockType,
             ParseError::ExtraBlock { .. } => FindingCode::ExtraBlock,
-            ParseError::InvalidCertificate { .. } | ParseError::TrailingData { .. } => {
-                FindingCode::InvalidCertificate
-            }
+            ParseError::InvalidCertificate { .. } | ParseError::TrailingData { .. } => FindingCode::InvalidCertificate,
             ParseError::EncryptedKey { .. } => FindingCode::EncryptedKey,
             ParseError::InvalidKey { .. } => FindingCode::InvalidKey,
             ParseError::UnsupportedKey { .. } => FindingCode::UnsupportedKey,
@@ -480,16 +421,12 @@ impl Report {
 
     /// Findings of severity [`Severity::Error`].
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
+        self.findings.iter().filter(|f| f.severity == Severity::Error)
     }
 
     /// Findings of severity [`Severity::Warning`].
     pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
+        self.findings.iter().filter(|f| f.severity == Severity::Warning)
     }
 }
 

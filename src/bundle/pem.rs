@@ -36,25 +36,14 @@ fn expected_label(role: SecretRole) -> &'static str {
 /// Scans `input` into its PEM blocks; at least one block on success.
 pub(crate) fn scan(role: SecretRole, input: &[u8]) -> Result<Vec<Block>, ParseError> {
     if input.len() > MAX_SECRET_BYTES {
-        return Err(ParseError::Oversized {
-            secret: role,
-            size: input.len(),
-            limit: MAX_SECRET_BYTES,
-        });
+        return Err(ParseError::Oversized { secret: role, size: input.len(), limit: MAX_SECRET_BYTES });
     }
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty { secret: role });
     }
-    let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 {
-        secret: role,
-        offset: e.valid_up_to(),
-    })?;
+    let text = std::str::from_utf8(input).map_err(|e| ParseError::NotUtf8 { secret: role, offset: e.valid_up_to() })?;
 
-    let malformed = |block: usize, reason: String| ParseError::MalformedPem {
-        secret: role,
-        block,
-        reason,
-    };
+    let malformed = |block: usize, reason: String| ParseError::MalformedPem { secret: role, block, reason };
 
     let mut blocks = Vec::new();
     // Inside a block: (label, first line number, base64 body, headers seen).
@@ -78,73 +67,41 @@ pub(crate) fn scan(role: SecretRole, input: &[u8]) -> Result<Vec<Block>, ParseEr
                 } else if line.trim_start().starts_with(BEGIN) {
                     return Err(malformed(
                         index,
-                        format!(
-                            "line {line_no}: BEGIN line is indented; istiod's PEM decoder would skip this block"
-                        ),
+                        format!("line {line_no}: BEGIN line is indented; istiod's PEM decoder would skip this block"),
                     ));
                 } else if line.trim_start().starts_with(END) {
-                    return Err(malformed(
-                        index,
-                        format!("line {line_no}: END line without a BEGIN line"),
-                    ));
+                    return Err(malformed(index, format!("line {line_no}: END line without a BEGIN line")));
                 }
             }
             Some((label, start, body, headers)) => {
                 let trimmed = line.trim_start();
                 if let Some(rest) = trimmed.strip_prefix(END) {
                     if line.len() != trimmed.len() {
-                        return Err(malformed(
-                            index,
-                            format!("line {line_no}: END line is indented"),
-                        ));
+                        return Err(malformed(index, format!("line {line_no}: END line is indented")));
                     }
                     let end_label = marker_label(rest).ok_or_else(|| {
-                        malformed(
-                            index,
-                            format!(
-                                "line {line_no}: END line must be exactly \"-----END {label}-----\""
-                            ),
-                        )
+                        malformed(index, format!("line {line_no}: END line must be exactly \"-----END {label}-----\""))
                     })?;
                     if end_label != label.as_str() {
                         return Err(malformed(
                             index,
-                            format!(
-                                "line {line_no}: END label \"{end_label}\" does not match BEGIN label \"{label}\""
-                            ),
+                            format!("line {line_no}: END label \"{end_label}\" does not match BEGIN label \"{label}\""),
                         ));
                     }
                     if body.is_empty() {
-                        return Err(malformed(
-                            index,
-                            format!("block starting at line {start} has an empty body"),
-                        ));
+                        return Err(malformed(index, format!("block starting at line {start} has an empty body")));
                     }
-                    let der = base64::engine::general_purpose::STANDARD
-                        .decode(body.as_bytes())
-                        .map_err(|_| {
-                            // The decoder's error quotes the offending byte; keep it out (it may be key material).
-                            malformed(
-                                index,
-                                format!("block starting at line {start} is not valid base64"),
-                            )
-                        })?;
+                    let der = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()).map_err(|_| {
+                        // The decoder's error quotes the offending byte; keep it out (it may be key material).
+                        malformed(index, format!("block starting at line {start} is not valid base64"))
+                    })?;
                     if *headers && label.ends_with("PRIVATE KEY") {
-                        return Err(ParseError::EncryptedKey {
-                            secret: role,
-                            block: index,
-                        });
+                        return Err(ParseError::EncryptedKey { secret: role, block: index });
                     }
                     if *headers {
-                        return Err(malformed(
-                            index,
-                            format!("block starting at line {start} has RFC 1421 headers"),
-                        ));
+                        return Err(malformed(index, format!("block starting at line {start} has RFC 1421 headers")));
                     }
-                    blocks.push(Block {
-                        label: std::mem::take(label),
-                        der,
-                    });
+                    blocks.push(Block { label: std::mem::take(label), der });
                     open = None;
                 } else if trimmed.starts_with(BEGIN) {
                     return Err(malformed(
@@ -163,16 +120,10 @@ pub(crate) fn scan(role: SecretRole, input: &[u8]) -> Result<Vec<Block>, ParseEr
         }
     }
     if let Some((label, start, ..)) = open {
-        return Err(malformed(
-            blocks.len(),
-            format!("block \"{label}\" starting at line {start} has no END line"),
-        ));
+        return Err(malformed(blocks.len(), format!("block \"{label}\" starting at line {start} has no END line")));
     }
     if blocks.is_empty() {
-        return Err(ParseError::NotPem {
-            secret: role,
-            expected: expected_label(role),
-        });
+        return Err(ParseError::NotPem { secret: role, expected: expected_label(role) });
     }
     Ok(blocks)
 }
@@ -182,9 +133,7 @@ fn marker_label(rest: &str) -> Option<&str> {
     let label = rest.strip_suffix(DASHES)?;
     let ok = !label.is_empty()
         && label.len() <= MAX_LABEL
-        && label.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-' || b == b'_'
-        })
+        && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-' || b == b'_')
         && !label.starts_with(' ')
         && !label.ends_with(' ');
     ok.then_some(label)

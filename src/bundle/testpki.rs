@@ -5,9 +5,8 @@
 //! openssl fixtures in `tests/fixtures/openssl/`.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, SignatureAlgorithm,
-    date_time_ymd,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, SignatureAlgorithm, date_time_ymd,
 };
 
 use super::RawMaterial;
@@ -107,12 +106,8 @@ impl Spec {
     fn issue_with_key(&self, key: KeyPair, issuer: Option<&Ca>) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "cacerts-sync tests");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, self.cn.clone());
+        params.distinguished_name.push(DnType::OrganizationName, "cacerts-sync tests");
+        params.distinguished_name.push(DnType::CommonName, self.cn.clone());
         let (y, m, d) = self.not_before;
         params.not_before = date_time_ymd(y, m, d);
         let (y, m, d) = self.not_after;
@@ -125,12 +120,7 @@ impl Spec {
             None => params.self_signed(&key),
         }
         .expect("sign certificate");
-        Ca {
-            der: cert.der().to_vec(),
-            pem: cert.pem(),
-            params,
-            key,
-        }
+        Ca { der: cert.der().to_vec(), pem: cert.pem(), params, key }
     }
 }
 

@@ -11,10 +11,7 @@ use super::testpki::{Ca, Pki, Spec, material, now};
 use super::*;
 
 fn opts() -> ValidationOptions {
-    ValidationOptions {
-        now: now(),
-        expiry_warning: Duration::from_secs(30 * 86_400),
-    }
+    ValidationOptions { now: now(), expiry_warning: Duration::from_secs(30 * 86_400) }
 }
 
 fn codes(report: &Report) -> Vec<FindingCode> {
@@ -47,13 +44,7 @@ fn case(
     secret: Option<SecretRole>,
     edit: impl Fn(&mut RawMaterial) + 'static,
 ) -> Case {
-    Case {
-        name,
-        edit: Box::new(edit),
-        verdict,
-        expect,
-        secret,
-    }
+    Case { name, edit: Box::new(edit), verdict, expect, secret }
 }
 
 fn run_table(base: &RawMaterial, cases: Vec<Case>) {
@@ -64,12 +55,8 @@ fn run_table(base: &RawMaterial, cases: Vec<Case>) {
         let report = validate(&raw, &opts(), None);
         let got = codes(&report);
         let missing: Vec<_> = c.expect.iter().filter(|e| !got.contains(e)).collect();
-        let secret_ok = c.secret.is_none_or(|s| {
-            report
-                .findings
-                .iter()
-                .any(|f| c.expect.contains(&f.code) && f.secret == Some(s))
-        });
+        let secret_ok =
+            c.secret.is_none_or(|s| report.findings.iter().any(|f| c.expect.contains(&f.code) && f.secret == Some(s)));
         if report.verdict != c.verdict || !missing.is_empty() || !secret_ok {
             failures.push(format!(
                 "{}: verdict {:?} (want {:?}), missing {:?}, secret ok {secret_ok}, findings {:#?}",
@@ -106,19 +93,10 @@ fn consistent_material_is_valid_with_anchor_and_fingerprints() {
     assert_eq!(report.anchor, Some(0));
     assert!(report.root_fingerprint.is_some());
     assert!(report.material_fingerprint.is_some());
-    let roles: Vec<_> = report
-        .certificates
-        .iter()
-        .map(|c| (c.role, c.index))
-        .collect();
+    let roles: Vec<_> = report.certificates.iter().map(|c| (c.role, c.index)).collect();
     assert_eq!(
         roles,
-        [
-            (SecretRole::RootCert, 0),
-            (SecretRole::CaCert, 0),
-            (SecretRole::CertChain, 0),
-            (SecretRole::CertChain, 1)
-        ]
+        [(SecretRole::RootCert, 0), (SecretRole::CaCert, 0), (SecretRole::CertChain, 0), (SecretRole::CertChain, 1)]
     );
 }
 
@@ -130,14 +108,9 @@ fn malformed_values_are_refused_with_a_precise_code_and_secret() {
     let root_pem = pki.root.pem().to_owned();
     let int_pem = pki.int.pem().to_owned();
     let int_der = pki.int.der().to_vec();
-    let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-        .expect("ed25519")
-        .serialize_pem();
+    let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519").serialize_pem();
     let one_line = root_pem.replace('\n', " ");
-    let indented = root_pem
-        .lines()
-        .map(|l| format!("  {l}\n"))
-        .collect::<String>();
+    let indented = root_pem.lines().map(|l| format!("  {l}\n")).collect::<String>();
     let no_end = root_pem.lines().take(3).collect::<Vec<_>>().join("\n");
     let bad_b64 = root_pem.replacen("MII", "M*I", 1);
     let not_cert = pem_block("CERTIFICATE", b"this is not DER at all");
@@ -148,17 +121,10 @@ fn malformed_values_are_refused_with_a_precise_code_and_secret() {
     let encrypted = key_pem
         .replace("BEGIN PRIVATE KEY", "BEGIN ENCRYPTED PRIVATE KEY")
         .replace("END PRIVATE KEY", "END ENCRYPTED PRIVATE KEY");
-    let proc_type = key_pem.replacen(
-        "-----\n",
-        "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
-        1,
-    );
+    let proc_type = key_pem.replacen("-----\n", "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n", 1);
     let ec_params = format!(
         "{}{key_pem}",
-        pem_block(
-            "EC PARAMETERS",
-            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]
-        )
+        pem_block("EC PARAMETERS", &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07])
     );
     let garbage_pkcs8 = pem_block(OTHER_KEY_LABEL, &[0x30, 0x03, 0x02, 0x01, 0x00]);
     let garbage_rsa = pem_block("RSA PRIVATE KEY", &[0x30, 0x03, 0x02, 0x01, 0x00]);
@@ -173,72 +139,30 @@ fn malformed_values_are_refused_with_a_precise_code_and_secret() {
     run_table(
         &pki.material(),
         vec![
-            case("empty ca-cert", v, &[C::Empty], Some(R::CaCert), |m| {
-                m.ca_cert.clear()
+            case("empty ca-cert", v, &[C::Empty], Some(R::CaCert), |m| m.ca_cert.clear()),
+            case("whitespace-only ca-key", v, &[C::Empty], Some(R::CaKey), |m| m.ca_key = b" \r\n\t\n".to_vec()),
+            case("oversized root-cert", v, &[C::Oversized], Some(R::RootCert), |m| {
+                m.root_cert = vec![b'a'; MAX_SECRET_BYTES + 1]
             }),
-            case(
-                "whitespace-only ca-key",
-                v,
-                &[C::Empty],
-                Some(R::CaKey),
-                |m| m.ca_key = b" \r\n\t\n".to_vec(),
-            ),
-            case(
-                "oversized root-cert",
-                v,
-                &[C::Oversized],
-                Some(R::RootCert),
-                |m| m.root_cert = vec![b'a'; MAX_SECRET_BYTES + 1],
-            ),
-            case(
-                "DER instead of PEM",
-                v,
-                &[C::NotUtf8],
-                Some(R::CaCert),
-                move |m| m.ca_cert = int_der.clone(),
-            ),
-            case(
-                "text without PEM",
-                v,
-                &[C::NotPem],
-                Some(R::CertChain),
-                |m| m.cert_chain = b"hello, world\n".to_vec(),
-            ),
-            case(
-                "PEM flattened onto one line",
-                v,
-                &[C::MalformedPem],
-                Some(R::RootCert),
-                move |m| m.root_cert = one_line.clone().into_bytes(),
-            ),
-            case(
-                "indented BEGIN line",
-                v,
-                &[C::MalformedPem],
-                Some(R::RootCert),
-                move |m| m.root_cert = indented.clone().into_bytes(),
-            ),
-            case(
-                "missing END line",
-                v,
-                &[C::MalformedPem],
-                Some(R::RootCert),
-                move |m| m.root_cert = no_end.clone().into_bytes(),
-            ),
-            case(
-                "END label differs",
-                v,
-                &[C::MalformedPem],
-                Some(R::RootCert),
-                move |m| m.root_cert = mismatched_end.clone().into_bytes(),
-            ),
-            case(
-                "invalid base64",
-                v,
-                &[C::MalformedPem],
-                Some(R::RootCert),
-                move |m| m.root_cert = bad_b64.clone().into_bytes(),
-            ),
+            case("DER instead of PEM", v, &[C::NotUtf8], Some(R::CaCert), move |m| m.ca_cert = int_der.clone()),
+            case("text without PEM", v, &[C::NotPem], Some(R::CertChain), |m| {
+                m.cert_chain = b"hello, world\n".to_vec()
+            }),
+            case("PEM flattened onto one line", v, &[C::MalformedPem], Some(R::RootCert), move |m| {
+                m.root_cert = one_line.clone().into_bytes()
+            }),
+            case("indented BEGIN line", v, &[C::MalformedPem], Some(R::RootCert), move |m| {
+                m.root_cert = indented.clone().into_bytes()
+            }),
+            case("missing END line", v, &[C::MalformedPem], Some(R::RootCert), move |m| {
+                m.root_cert = no_end.clone().into_bytes()
+            }),
+            case("END label differs", v, &[C::MalformedPem], Some(R::RootCert), move |m| {
+                m.root_cert = mismatched_end.clone().into_bytes()
+            }),
+            case("invalid base64", v, &[C::MalformedPem], Some(R::RootCert), move |m| {
+                m.root_cert = bad_b64.clone().into_bytes()
+            }),
             case(
                 "CERTIFICATE block without a certificate",
                 v,
@@ -246,83 +170,39 @@ fn malformed_values_are_refused_with_a_precise_code_and_secret() {
                 Some(R::CertChain),
                 move |m| m.cert_chain = not_cert.clone().into_bytes(),
             ),
-            case(
-                "bytes after the certificate",
-                v,
-                &[C::InvalidCertificate],
-                Some(R::CaCert),
-                move |m| m.ca_cert = trailing.clone().into_bytes(),
-            ),
-            case(
-                "private key inside root-cert",
-                v,
-                &[C::WrongBlockType],
-                Some(R::RootCert),
-                move |m| m.root_cert = key_in_root.clone().into_bytes(),
-            ),
-            case(
-                "certificate in ca-key",
-                v,
-                &[C::WrongBlockType],
-                Some(R::CaKey),
-                move |m| m.ca_key = cert_in_key.clone().into_bytes(),
-            ),
-            case(
-                "EC PARAMETERS before the key",
-                v,
-                &[C::WrongBlockType],
-                Some(R::CaKey),
-                move |m| m.ca_key = ec_params.clone().into_bytes(),
-            ),
-            case(
-                "two certificates in ca-cert",
-                v,
-                &[C::ExtraBlock],
-                Some(R::CaCert),
-                move |m| m.ca_cert = two_certs.clone().into_bytes(),
-            ),
-            case(
-                "two keys in ca-key",
-                v,
-                &[C::ExtraBlock],
-                Some(R::CaKey),
-                move |m| m.ca_key = two_keys.clone().into_bytes(),
-            ),
-            case(
-                "encrypted PKCS#8 key",
-                v,
-                &[C::EncryptedKey],
-                Some(R::CaKey),
-                move |m| m.ca_key = encrypted.clone().into_bytes(),
-            ),
-            case(
-                "encrypted legacy PEM key",
-                v,
-                &[C::EncryptedKey],
-                Some(R::CaKey),
-                move |m| m.ca_key = proc_type.clone().into_bytes(),
-            ),
-            case(
-                "garbage PKCS#8 key",
-                v,
-                &[C::InvalidKey],
-                Some(R::CaKey),
-                move |m| m.ca_key = garbage_pkcs8.clone().into_bytes(),
-            ),
-            case(
-                "garbage PKCS#1 key",
-                v,
-                &[C::InvalidKey],
-                Some(R::CaKey),
-                move |m| m.ca_key = garbage_rsa.clone().into_bytes(),
-            ),
-            case(
-                "Ed25519 key",
-                v,
-                &[C::UnsupportedKey],
-                Some(R::CaKey),
-                move |m| m.ca_key = ed25519.clone().into_bytes(),
-            ),
+            case("bytes after the certificate", v, &[C::InvalidCertificate], Some(R::CaCert), move |m| {
+                m.ca_cert = trailing.clone().into_bytes()
+            }),
+            case("private key inside root-cert", v, &[C::WrongBlockType], Some(R::RootCert), move |m| {
+                m.root_cert = key_in_root.clone().into_bytes()
+            }),
+            case("certificate in ca-key", v, &[C::WrongBlockType], Some(R::CaKey), move |m| {
+                m.ca_key = cert_in_key.clone().into_bytes()
+            }),
+            case("EC PARAMETERS before the key", v, &[C::WrongBlockType], Some(R::CaKey), move |m| {
+                m.ca_key = ec_params.clone().into_bytes()
+            }),
+            case("two certificates in ca-cert", v, &[C::ExtraBlock], Some(R::CaCert), move |m| {
+                m.ca_cert = two_certs.clone().into_bytes()
+            }),
+            case("two keys in ca-key", v, &[C::ExtraBlock], Some(R::CaKey), move |m| {
+                m.ca_key = two_keys.clone().into_bytes()
+            }),
+            case("encrypted PKCS#8 key", v, &[C::EncryptedKey], Some(R::CaKey), move |m| {
+                m.ca_key = encrypted.clone().into_bytes()
+            }),
+            case("encrypted legacy PEM key", v, &[C::EncryptedKey], Some(R::CaKey), move |m| {
+                m.ca_key = proc_type.clone().into_bytes()
+            }),
+            case("garbage PKCS#8 key", v, &[C::InvalidKey], Some(R::CaKey), move |m| {
+                m.ca_key = garbage_pkcs8.clone().into_bytes()
+            }),
+            case("garbage PKCS#1 key", v, &[C::InvalidKey], Some(R::CaKey), move |m| {
+                m.ca_key = garbage_rsa.clone().into_bytes()
+            }),
+            case("Ed25519 key", v, &[C::UnsupportedKey], Some(R::CaKey), move |m| {
+                m.ca_key = ed25519.clone().into_bytes()
+            }),
         ],
     );
 }
@@ -332,22 +212,11 @@ fn parse_errors_name_the_secret_and_the_pem_block() {
     let pki = Pki::new();
     let bundle = format!("{}{}", pki.root.pem(), pki.int.key_pem());
     let err = root_fingerprint(bundle.as_bytes()).expect_err("a key in root-cert is refused");
-    assert_eq!(
-        err.to_string(),
-        "root-cert: PEM block 2 is a PRIVATE KEY, expected CERTIFICATE"
-    );
-    assert_eq!(
-        (err.secret(), err.block(), err.code()),
-        (SecretRole::RootCert, Some(1), FindingCode::WrongBlockType)
-    );
+    assert_eq!(err.to_string(), "root-cert: PEM block 2 is a PRIVATE KEY, expected CERTIFICATE");
+    assert_eq!((err.secret(), err.block(), err.code()), (SecretRole::RootCert, Some(1), FindingCode::WrongBlockType));
 
-    let err = parse_private_key(pki.root.pem().as_bytes())
-        .expect_err("a certificate in ca-key is refused");
-    assert!(
-        err.to_string()
-            .starts_with("ca-key: PEM block 1 is a CERTIFICATE, expected"),
-        "{err}"
-    );
+    let err = parse_private_key(pki.root.pem().as_bytes()).expect_err("a certificate in ca-key is refused");
+    assert!(err.to_string().starts_with("ca-key: PEM block 1 is a CERTIFICATE, expected"), "{err}");
 }
 
 #[test]
@@ -370,13 +239,9 @@ fn a_failed_secret_does_not_hide_findings_on_the_others() {
 #[test]
 fn half_finished_rotations_are_torn_and_broken_material_is_invalid() {
     let pki = Pki::new();
-    let next = Spec::ca("Next Intermediate")
-        .path_len(0)
-        .issue(Some(&pki.root));
+    let next = Spec::ca("Next Intermediate").path_len(0).issue(Some(&pki.root));
     let new_root = Spec::ca("New Root").issue(None);
-    let new_int = Spec::ca("New Intermediate")
-        .path_len(0)
-        .issue(Some(&new_root));
+    let new_int = Spec::ca("New Intermediate").path_len(0).issue(Some(&new_root));
     // Same name as the real root, different key: only a signature check tells them apart.
     let impostor = Spec::ca("Test Root").issue(None);
     let unrelated = Spec::ca("Unrelated Root").issue(None);
@@ -388,11 +253,7 @@ fn half_finished_rotations_are_torn_and_broken_material_is_invalid() {
     let new_int_chain = format!("{}{}", new_int.pem(), new_root.pem());
     let impostor_pem = impostor.pem().to_owned();
     let broken_chain = format!("{}{}", pki.int.pem(), unrelated.pem());
-    let key_and_expired = Spec::ca("Expired")
-        .valid((2020, 1, 1), (2021, 1, 1))
-        .issue(Some(&pki.root))
-        .pem()
-        .to_owned();
+    let key_and_expired = Spec::ca("Expired").valid((2020, 1, 1), (2021, 1, 1)).issue(Some(&pki.root)).pem().to_owned();
     let only_int = pki.int.pem().to_owned();
 
     use FindingCode as C;
@@ -400,16 +261,10 @@ fn half_finished_rotations_are_torn_and_broken_material_is_invalid() {
     run_table(
         &pki.material(),
         vec![
-            case(
-                "new ca-cert, old ca-key",
-                Verdict::Torn,
-                &[C::KeyMismatch],
-                Some(R::CaKey),
-                {
-                    let c = next_cert.clone();
-                    move |m| m.ca_cert = c.clone().into_bytes()
-                },
-            ),
+            case("new ca-cert, old ca-key", Verdict::Torn, &[C::KeyMismatch], Some(R::CaKey), {
+                let c = next_cert.clone();
+                move |m| m.ca_cert = c.clone().into_bytes()
+            }),
             case(
                 "cert-chain of the next intermediate",
                 Verdict::Torn,
@@ -449,13 +304,9 @@ fn half_finished_rotations_are_torn_and_broken_material_is_invalid() {
                 None,
                 move |m| m.ca_cert = key_and_expired.clone().into_bytes(),
             ),
-            case(
-                "chain ending at a certificate a root signed",
-                Verdict::Valid,
-                &[],
-                None,
-                move |m| m.cert_chain = only_int.clone().into_bytes(),
-            ),
+            case("chain ending at a certificate a root signed", Verdict::Valid, &[], None, move |m| {
+                m.cert_chain = only_int.clone().into_bytes()
+            }),
         ],
     );
 }
@@ -482,20 +333,12 @@ fn ca_cert_is_anchored_through_the_chain_intermediates() {
     run_table(
         &base,
         vec![
-            case(
-                "chain ending at the policy CA",
-                Verdict::Valid,
-                &[],
-                None,
-                move |m| m.cert_chain = without_root.clone().into_bytes(),
-            ),
-            case(
-                "chain missing the policy CA",
-                Verdict::Torn,
-                &[C::NotAnchored],
-                Some(SecretRole::CaCert),
-                move |m| m.cert_chain = without_mid.clone().into_bytes(),
-            ),
+            case("chain ending at the policy CA", Verdict::Valid, &[], None, move |m| {
+                m.cert_chain = without_root.clone().into_bytes()
+            }),
+            case("chain missing the policy CA", Verdict::Torn, &[C::NotAnchored], Some(SecretRole::CaCert), move |m| {
+                m.cert_chain = without_mid.clone().into_bytes()
+            }),
             case(
                 "chain in the wrong order",
                 Verdict::Invalid,
@@ -512,11 +355,7 @@ fn ca_properties_are_enforced_on_ca_cert_roots_and_chain_issuers() {
     let pki = Pki::new();
     let issue_int = |spec: Spec| {
         let c = spec.issue(Some(&pki.root));
-        (
-            c.pem().to_owned(),
-            c.key_pem(),
-            format!("{}{}", c.pem(), pki.root.pem()),
-        )
+        (c.pem().to_owned(), c.key_pem(), format!("{}{}", c.pem(), pki.root.pem()))
     };
     let not_ca = issue_int(Spec::ca("Leaf").not_ca());
     let no_cert_sign = issue_int(Spec::ca("No keyCertSign").key_usages(vec![Ku::DigitalSignature]));
@@ -526,22 +365,13 @@ fn ca_properties_are_enforced_on_ca_cert_roots_and_chain_issuers() {
     // A non-CA "root" that still signs the intermediate, so only the CA rule fires.
     let root_key = pki.root.key_der();
     let fake_root = root_not_ca.issue_for_key(&root_key, None).pem().to_owned();
-    let tight_root = Spec::ca("Test Root")
-        .path_len(0)
-        .issue_for_key(&root_key, None)
-        .pem()
-        .to_owned();
+    let tight_root = Spec::ca("Test Root").path_len(0).issue_for_key(&root_key, None).pem().to_owned();
     let mid_not_ca = Spec::ca("Mid").not_ca().issue(Some(&pki.root));
     let int_under_leaf = Spec::ca("Under leaf").issue(Some(&mid_not_ca));
     let under_leaf = (
         int_under_leaf.pem().to_owned(),
         int_under_leaf.key_pem(),
-        format!(
-            "{}{}{}",
-            int_under_leaf.pem(),
-            mid_not_ca.pem(),
-            pki.root.pem()
-        ),
+        format!("{}{}{}", int_under_leaf.pem(), mid_not_ca.pem(), pki.root.pem()),
     );
 
     fn put(m: &mut RawMaterial, t: &(String, String, String)) {
@@ -555,55 +385,19 @@ fn ca_properties_are_enforced_on_ca_cert_roots_and_chain_issuers() {
     run_table(
         &pki.material(),
         vec![
-            case(
-                "ca-cert is not a CA",
-                v,
-                &[C::NotCa],
-                Some(R::CaCert),
-                move |m| put(m, &not_ca),
-            ),
-            case(
-                "ca-cert keyUsage lacks keyCertSign",
-                v,
-                &[C::NoKeyCertSign],
-                Some(R::CaCert),
-                move |m| put(m, &no_cert_sign),
-            ),
-            case(
-                "ca-cert EKU lacks clientAuth",
-                v,
-                &[C::EkuRestricts],
-                Some(R::CaCert),
-                move |m| put(m, &server_only),
-            ),
-            case(
-                "ca-cert EKU with serverAuth and clientAuth",
-                Verdict::Valid,
-                &[],
-                None,
-                move |m| put(m, &mtls_eku),
-            ),
-            case(
-                "root is not a CA",
-                v,
-                &[C::NotCa],
-                Some(R::RootCert),
-                move |m| m.root_cert = fake_root.clone().into_bytes(),
-            ),
-            case(
-                "root pathLen 0 above an intermediate",
-                v,
-                &[C::PathLenExceeded],
-                Some(R::RootCert),
-                move |m| m.root_cert = tight_root.clone().into_bytes(),
-            ),
-            case(
-                "chain issuer is not a CA",
-                v,
-                &[C::NotCa],
-                Some(R::CertChain),
-                move |m| put(m, &under_leaf),
-            ),
+            case("ca-cert is not a CA", v, &[C::NotCa], Some(R::CaCert), move |m| put(m, &not_ca)),
+            case("ca-cert keyUsage lacks keyCertSign", v, &[C::NoKeyCertSign], Some(R::CaCert), move |m| {
+                put(m, &no_cert_sign)
+            }),
+            case("ca-cert EKU lacks clientAuth", v, &[C::EkuRestricts], Some(R::CaCert), move |m| put(m, &server_only)),
+            case("ca-cert EKU with serverAuth and clientAuth", Verdict::Valid, &[], None, move |m| put(m, &mtls_eku)),
+            case("root is not a CA", v, &[C::NotCa], Some(R::RootCert), move |m| {
+                m.root_cert = fake_root.clone().into_bytes()
+            }),
+            case("root pathLen 0 above an intermediate", v, &[C::PathLenExceeded], Some(R::RootCert), move |m| {
+                m.root_cert = tight_root.clone().into_bytes()
+            }),
+            case("chain issuer is not a CA", v, &[C::NotCa], Some(R::CertChain), move |m| put(m, &under_leaf)),
         ],
     );
 }
@@ -622,44 +416,25 @@ fn root_bundle_oddities_are_warned_about_but_valid() {
     run_table(
         &pki.material(),
         vec![
-            case(
-                "duplicate root",
-                ok,
-                &[C::DuplicateRoot],
-                Some(R::RootCert),
-                move |m| m.root_cert = dup.clone().into_bytes(),
-            ),
-            case(
-                "intermediate in the root bundle",
-                ok,
-                &[C::RootNotSelfSigned],
-                Some(R::RootCert),
-                move |m| m.root_cert = with_sub.clone().into_bytes(),
-            ),
-            case(
-                "two roots",
-                ok,
-                &[C::MultipleRoots],
-                Some(R::RootCert),
-                move |m| m.root_cert = two.clone().into_bytes(),
-            ),
+            case("duplicate root", ok, &[C::DuplicateRoot], Some(R::RootCert), move |m| {
+                m.root_cert = dup.clone().into_bytes()
+            }),
+            case("intermediate in the root bundle", ok, &[C::RootNotSelfSigned], Some(R::RootCert), move |m| {
+                m.root_cert = with_sub.clone().into_bytes()
+            }),
+            case("two roots", ok, &[C::MultipleRoots], Some(R::RootCert), move |m| {
+                m.root_cert = two.clone().into_bytes()
+            }),
         ],
     );
 
     let mut raw = pki.material();
     raw.root_cert = format!("{}{}", second.pem(), pki.root.pem()).into_bytes();
     let report = validate(&raw, &opts(), None);
-    assert_eq!(
-        (report.root_count, report.anchor),
-        (2, Some(1)),
-        "the second root anchors the intermediate"
-    );
+    assert_eq!((report.root_count, report.anchor), (2, Some(1)), "the second root anchors the intermediate");
     let dup = finding(
         &validate(
-            &RawMaterial {
-                root_cert: format!("{}{}", pki.root.pem(), pki.root.pem()).into_bytes(),
-                ..pki.material()
-            },
+            &RawMaterial { root_cert: format!("{}{}", pki.root.pem(), pki.root.pem()).into_bytes(), ..pki.material() },
             &opts(),
             None,
         ),
@@ -678,11 +453,7 @@ fn validity_windows_are_checked_against_the_injected_now() {
     let pki = Pki::new();
     let with_int = |spec: Spec| {
         let c = spec.path_len(0).issue(Some(&pki.root));
-        (
-            c.pem().to_owned(),
-            c.key_pem(),
-            format!("{}{}", c.pem(), pki.root.pem()),
-        )
+        (c.pem().to_owned(), c.key_pem(), format!("{}{}", c.pem(), pki.root.pem()))
     };
     // now() is 2030-06-01.
     let expired = with_int(Spec::ca("Expired").valid((2020, 1, 1), (2030, 5, 31)));
@@ -690,11 +461,8 @@ fn validity_windows_are_checked_against_the_injected_now() {
     let soon = with_int(Spec::ca("Soon").valid((2020, 1, 1), (2030, 6, 11)));
     let later = with_int(Spec::ca("Later").valid((2020, 1, 1), (2030, 7, 11)));
     let root_key = pki.root.key_der();
-    let old_root = Spec::ca("Test Root")
-        .valid((2010, 1, 1), (2030, 1, 1))
-        .issue_for_key(&root_key, None)
-        .pem()
-        .to_owned();
+    let old_root =
+        Spec::ca("Test Root").valid((2010, 1, 1), (2030, 1, 1)).issue_for_key(&root_key, None).pem().to_owned();
 
     fn put(m: &mut RawMaterial, t: &(String, String, String)) {
         m.ca_cert = t.0.clone().into_bytes();
@@ -706,75 +474,41 @@ fn validity_windows_are_checked_against_the_injected_now() {
     run_table(
         &pki.material(),
         vec![
-            case(
-                "expired intermediate",
-                Verdict::Invalid,
-                &[C::Expired],
-                Some(R::CaCert),
-                move |m| put(m, &expired),
-            ),
-            case(
-                "intermediate not yet valid",
-                Verdict::Invalid,
-                &[C::NotYetValid],
-                Some(R::CaCert),
-                move |m| put(m, &future),
-            ),
-            case(
-                "intermediate expiring in 10 days",
-                Verdict::Valid,
-                &[C::ExpiringSoon],
-                Some(R::CaCert),
-                move |m| put(m, &soon),
-            ),
-            case(
-                "expired root",
-                Verdict::Invalid,
-                &[C::Expired],
-                Some(R::RootCert),
-                move |m| m.root_cert = old_root.clone().into_bytes(),
-            ),
+            case("expired intermediate", Verdict::Invalid, &[C::Expired], Some(R::CaCert), move |m| put(m, &expired)),
+            case("intermediate not yet valid", Verdict::Invalid, &[C::NotYetValid], Some(R::CaCert), move |m| {
+                put(m, &future)
+            }),
+            case("intermediate expiring in 10 days", Verdict::Valid, &[C::ExpiringSoon], Some(R::CaCert), move |m| {
+                put(m, &soon)
+            }),
+            case("expired root", Verdict::Invalid, &[C::Expired], Some(R::RootCert), move |m| {
+                m.root_cert = old_root.clone().into_bytes()
+            }),
         ],
     );
 
     let mut raw = pki.material();
     put(&mut raw, &later);
     let report = validate(&raw, &opts(), None);
-    assert!(
-        !codes(&report).contains(&FindingCode::ExpiringSoon),
-        "40 days left is outside the default 30 days"
-    );
-    let wide = ValidationOptions {
-        expiry_warning: Duration::from_secs(60 * 86_400),
-        ..opts()
-    };
+    assert!(!codes(&report).contains(&FindingCode::ExpiringSoon), "40 days left is outside the default 30 days");
+    let wide = ValidationOptions { expiry_warning: Duration::from_secs(60 * 86_400), ..opts() };
     let report = validate(&raw, &wide, None);
     assert_eq!(
         finding(&report, FindingCode::ExpiringSoon).severity,
         Severity::Warning,
         "the threshold is configurable"
     );
-    let int = report
-        .certificates
-        .iter()
-        .find(|c| c.role == SecretRole::CaCert)
-        .expect("ca-cert listed");
+    let int = report.certificates.iter().find(|c| c.role == SecretRole::CaCert).expect("ca-cert listed");
     assert_eq!(int.days_left, 40);
 }
 
 #[test]
 fn a_certificate_listed_twice_is_reported_once() {
     let pki = Pki::new();
-    let int = Spec::ca("Soon")
-        .path_len(0)
-        .valid((2020, 1, 1), (2030, 6, 11))
-        .issue(Some(&pki.root));
+    let int = Spec::ca("Soon").path_len(0).valid((2020, 1, 1), (2030, 6, 11)).issue(Some(&pki.root));
     let report = validate(&material(&pki.root, &int), &opts(), None);
     assert_eq!(
-        codes(&report)
-            .iter()
-            .filter(|c| **c == FindingCode::ExpiringSoon)
-            .count(),
+        codes(&report).iter().filter(|c| **c == FindingCode::ExpiringSoon).count(),
         1,
         "ca-cert heads cert-chain too"
     );
@@ -788,14 +522,9 @@ fn a_certificate_listed_twice_is_reported_once() {
 fn dropping_the_root_of_the_live_intermediate_is_warned_about() {
     let old = Pki::new();
     let new_root = Spec::ca("New Root").issue(None);
-    let new_int = Spec::ca("New Intermediate")
-        .path_len(0)
-        .issue(Some(&new_root));
+    let new_int = Spec::ca("New Intermediate").path_len(0).issue(Some(&new_root));
     let deployed = old.material();
-    let dep = Deployed {
-        root_cert: &deployed.root_cert,
-        ca_cert: &deployed.ca_cert,
-    };
+    let dep = Deployed { root_cert: &deployed.root_cert, ca_cert: &deployed.ca_cert };
 
     // Phase (c) done unsafely: new intermediate and only the new root while the old one is live.
     let report = validate(&material(&new_root, &new_int), &opts(), Some(&dep));
@@ -809,45 +538,28 @@ fn dropping_the_root_of_the_live_intermediate_is_warned_about() {
     let mut both = material(&new_root, &new_int);
     both.root_cert = format!("{}{}", new_root.pem(), old.root.pem()).into_bytes();
     let report = validate(&both, &opts(), Some(&dep));
-    assert!(
-        !codes(&report).contains(&FindingCode::RootDropsLiveAnchor),
-        "{:#?}",
-        report.findings
-    );
+    assert!(!codes(&report).contains(&FindingCode::RootDropsLiveAnchor), "{:#?}", report.findings);
 
     // A root re-issued with the same name and key still verifies what the old one signed.
-    let renewed = Spec::ca("Test Root")
-        .valid((2025, 1, 1), (2045, 1, 1))
-        .issue_for_key(&old.root.key_der(), None);
+    let renewed = Spec::ca("Test Root").valid((2025, 1, 1), (2045, 1, 1)).issue_for_key(&old.root.key_der(), None);
     let report = validate(&material(&renewed, &old.int), &opts(), Some(&dep));
-    assert!(
-        !codes(&report).contains(&FindingCode::RootDropsLiveAnchor),
-        "{:#?}",
-        report.findings
-    );
+    assert!(!codes(&report).contains(&FindingCode::RootDropsLiveAnchor), "{:#?}", report.findings);
     assert!(codes(&report).contains(&FindingCode::RootBundleChanged));
 
     // Unchanged roots: neither remark.
     let report = validate(&old.material(), &opts(), Some(&dep));
-    assert!(!codes(&report).iter().any(|c| matches!(
-        c,
-        FindingCode::RootDropsLiveAnchor | FindingCode::RootBundleChanged
-    )));
+    assert!(
+        !codes(&report).iter().any(|c| matches!(c, FindingCode::RootDropsLiveAnchor | FindingCode::RootBundleChanged))
+    );
 }
 
 #[test]
 fn unreadable_deployed_material_only_skips_the_rotation_checks() {
     let pki = Pki::new();
-    let dep = Deployed {
-        root_cert: b"garbage",
-        ca_cert: b"",
-    };
+    let dep = Deployed { root_cert: b"garbage", ca_cert: b"" };
     let report = validate(&pki.material(), &opts(), Some(&dep));
     assert_eq!(report.verdict, Verdict::Valid);
-    assert_eq!(
-        finding(&report, FindingCode::DeployedUnreadable).severity,
-        Severity::Info
-    );
+    assert_eq!(finding(&report, FindingCode::DeployedUnreadable).severity, Severity::Info);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -885,10 +597,7 @@ fn formatting_only_changes_keep_both_fingerprints() {
     assert_eq!(b.verdict, Verdict::Valid, "{:#?}", b.findings);
     assert_eq!(a.root_fingerprint, b.root_fingerprint);
     assert_eq!(a.material_fingerprint, b.material_fingerprint);
-    assert_eq!(
-        root_fingerprint(&reformatted.root_cert).ok(),
-        a.root_fingerprint
-    );
+    assert_eq!(root_fingerprint(&reformatted.root_cert).ok(), a.root_fingerprint);
 }
 
 #[test]
@@ -899,11 +608,7 @@ fn root_fingerprint_is_sha256_over_the_concatenated_der_in_file_order() {
     let concat = [a.der(), b.der()].concat();
     assert_eq!(ab, Fingerprint::of(&concat));
     assert_eq!(ab.as_str().len(), 64);
-    assert!(
-        ab.as_str()
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    );
+    assert!(ab.as_str().bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
     let ba = root_fingerprint(format!("{}{}", b.pem(), a.pem()).as_bytes()).expect("parses");
     assert_ne!(ab, ba, "order counts");
 }
@@ -911,38 +616,19 @@ fn root_fingerprint_is_sha256_over_the_concatenated_der_in_file_order() {
 #[test]
 fn any_real_change_changes_the_material_fingerprint() {
     let pki = Pki::new();
-    let base = validate(&pki.material(), &opts(), None)
-        .material_fingerprint
-        .expect("parses");
+    let base = validate(&pki.material(), &opts(), None).material_fingerprint.expect("parses");
     let next = Spec::ca("Next").path_len(0).issue(Some(&pki.root));
     let changes: Vec<(&str, RawMaterial)> = vec![
         ("new intermediate", material(&pki.root, &next)),
-        (
-            "other key",
-            RawMaterial {
-                ca_key: next.key_pem().into_bytes(),
-                ..pki.material()
-            },
-        ),
-        (
-            "chain without root",
-            RawMaterial {
-                cert_chain: pki.int.pem().as_bytes().to_vec(),
-                ..pki.material()
-            },
-        ),
+        ("other key", RawMaterial { ca_key: next.key_pem().into_bytes(), ..pki.material() }),
+        ("chain without root", RawMaterial { cert_chain: pki.int.pem().as_bytes().to_vec(), ..pki.material() }),
         (
             "root moved into the chain only",
-            RawMaterial {
-                root_cert: format!("{}{}", pki.root.pem(), pki.root.pem()).into_bytes(),
-                ..pki.material()
-            },
+            RawMaterial { root_cert: format!("{}{}", pki.root.pem(), pki.root.pem()).into_bytes(), ..pki.material() },
         ),
     ];
     for (name, raw) in changes {
-        let fp = validate(&raw, &opts(), None)
-            .material_fingerprint
-            .expect("parses");
+        let fp = validate(&raw, &opts(), None).material_fingerprint.expect("parses");
         assert_ne!(fp, base, "{name}");
     }
 }
@@ -979,10 +665,7 @@ fn outputs(raw: &RawMaterial) -> Vec<String> {
 }
 
 fn assert_no_key_bytes(outputs: &[String], key_der: &[u8], key_pem: &str) {
-    let b64_lines: Vec<&str> = key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----") && l.len() >= 12)
-        .collect();
+    let b64_lines: Vec<&str> = key_pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 12).collect();
     assert!(!b64_lines.is_empty());
     let hex: String = key_der.iter().map(|b| format!("{b:02x}")).collect();
     for o in outputs {
@@ -996,20 +679,14 @@ fn assert_no_key_bytes(outputs: &[String], key_der: &[u8], key_pem: &str) {
         }
         // Raw bytes: the private scalar sits after a short header; check 8-byte windows of the DER tail.
         for w in key_der[key_der.len() / 2..].windows(8).step_by(4) {
-            assert!(
-                !o.as_bytes().windows(8).any(|x| x == w),
-                "raw key bytes leaked into: {o}"
-            );
+            assert!(!o.as_bytes().windows(8).any(|x| x == w), "raw key bytes leaked into: {o}");
             let wh: String = w.iter().map(|b| format!("{b:02x}")).collect();
             assert!(!o.contains(&wh), "hex key bytes leaked into: {o}");
         }
         assert!(!o.contains(&hex));
         // Rust's Debug of a Vec<u8> prints decimal bytes: look for a run of them too.
         let dec = format!("{:?}", &key_der[key_der.len() - 8..]);
-        assert!(
-            !o.contains(dec.trim_matches(|c| c == '[' || c == ']')),
-            "decimal key bytes leaked into: {o}"
-        );
+        assert!(!o.contains(dec.trim_matches(|c| c == '[' || c == ']')), "decimal key bytes leaked into: {o}");
     }
 }
 
@@ -1023,10 +700,7 @@ fn no_output_ever_contains_key_bytes() {
     let variants: Vec<RawMaterial> = vec![
         valid.clone(),
         // Key mismatch: the report talks about the key.
-        RawMaterial {
-            ca_cert: other.pem().as_bytes().to_vec(),
-            ..valid.clone()
-        },
+        RawMaterial { ca_cert: other.pem().as_bytes().to_vec(), ..valid.clone() },
         // The key pasted into every certificate secret.
         RawMaterial {
             root_cert: format!("{}{key_pem}", pki.root.pem()).into_bytes(),
@@ -1035,20 +709,9 @@ fn no_output_ever_contains_key_bytes() {
             ..valid.clone()
         },
         // Broken key encodings.
-        RawMaterial {
-            ca_key: key_pem.replacen("M", "*", 2).into_bytes(),
-            ..valid.clone()
-        },
-        RawMaterial {
-            ca_key: key_pem
-                .replace("-----END PRIVATE KEY-----", "")
-                .into_bytes(),
-            ..valid.clone()
-        },
-        RawMaterial {
-            ca_key: key_pem.replace('\n', " ").into_bytes(),
-            ..valid.clone()
-        },
+        RawMaterial { ca_key: key_pem.replacen("M", "*", 2).into_bytes(), ..valid.clone() },
+        RawMaterial { ca_key: key_pem.replace("-----END PRIVATE KEY-----", "").into_bytes(), ..valid.clone() },
+        RawMaterial { ca_key: key_pem.replace('\n', " ").into_bytes(), ..valid.clone() },
         RawMaterial {
             ca_key: key_pem
                 .replace("BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY")
@@ -1056,18 +719,9 @@ fn no_output_ever_contains_key_bytes() {
                 .into_bytes(),
             ..valid.clone()
         },
-        RawMaterial {
-            ca_key: key_pem.replace("PRIVATE KEY", "CERTIFICATE").into_bytes(),
-            ..valid.clone()
-        },
-        RawMaterial {
-            ca_key: key_der.clone(),
-            ..valid.clone()
-        },
-        RawMaterial {
-            ca_key: format!("{key_pem}{key_pem}").into_bytes(),
-            ..valid.clone()
-        },
+        RawMaterial { ca_key: key_pem.replace("PRIVATE KEY", "CERTIFICATE").into_bytes(), ..valid.clone() },
+        RawMaterial { ca_key: key_der.clone(), ..valid.clone() },
+        RawMaterial { ca_key: format!("{key_pem}{key_pem}").into_bytes(), ..valid.clone() },
     ];
     for raw in &variants {
         assert_no_key_bytes(&outputs(raw), &key_der, &key_pem);
@@ -1082,16 +736,11 @@ fn no_output_ever_contains_key_bytes() {
 const FIXTURE_NOW: &str = "2027-06-01T00:00:00Z";
 
 fn fixture_opts() -> ValidationOptions {
-    ValidationOptions {
-        now: FIXTURE_NOW.parse().expect("timestamp"),
-        expiry_warning: Duration::from_secs(30 * 86_400),
-    }
+    ValidationOptions { now: FIXTURE_NOW.parse().expect("timestamp"), expiry_warning: Duration::from_secs(30 * 86_400) }
 }
 
 fn fixture_dir(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/openssl")
-        .join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openssl").join(name)
 }
 
 fn fixture(name: &str) -> RawMaterial {
@@ -1124,33 +773,11 @@ fn openssl_fixtures_validate_and_match_the_fingerprints_openssl_computes() {
     for (name, alg) in cases {
         let raw = fixture(name);
         let report = validate(&raw, &fixture_opts(), None);
-        assert_eq!(
-            report.verdict,
-            Verdict::Valid,
-            "{name}: {:#?}",
-            report.findings
-        );
+        assert_eq!(report.verdict, Verdict::Valid, "{name}: {:#?}", report.findings);
         let (root_fp, material_fp) = expected(name);
-        assert_eq!(
-            report.root_fingerprint.as_ref().map(Fingerprint::as_str),
-            Some(root_fp.as_str()),
-            "{name}"
-        );
-        assert_eq!(
-            report
-                .material_fingerprint
-                .as_ref()
-                .map(Fingerprint::as_str),
-            Some(material_fp.as_str()),
-            "{name}"
-        );
-        assert_eq!(
-            parse_private_key(&raw.ca_key)
-                .expect("key parses")
-                .algorithm,
-            alg,
-            "{name}"
-        );
+        assert_eq!(report.root_fingerprint.as_ref().map(Fingerprint::as_str), Some(root_fp.as_str()), "{name}");
+        assert_eq!(report.material_fingerprint.as_ref().map(Fingerprint::as_str), Some(material_fp.as_str()), "{name}");
+        assert_eq!(parse_private_key(&raw.ca_key).expect("key parses").algorithm, alg, "{name}");
     }
 }
 
@@ -1166,18 +793,13 @@ fn openssl_key_formats_of_one_key_share_a_material_fingerprint() {
     let sec1 = validate(&fixture("ec-p256-sec1"), &fixture_opts(), None);
     let pkcs8 = validate(&fixture("ec-p256-pkcs8"), &fixture_opts(), None);
     assert_eq!(sec1.material_fingerprint, pkcs8.material_fingerprint);
-    let spki = parse_private_key(&fixture("rsa-pkcs1").ca_key)
-        .expect("parses")
-        .spki_der;
+    let spki = parse_private_key(&fixture("rsa-pkcs1").ca_key).expect("parses").spki_der;
     let (_, cert) = x509_parser::parse_x509_certificate(
         &parse_certificates(SecretRole::CaCert, &fixture("rsa-pkcs1").ca_cert).expect("parses")[0],
     )
     .map(|(r, c)| (r.len(), c.public_key().raw.to_vec()))
     .expect("x509");
-    assert_eq!(
-        spki, cert,
-        "the key's SubjectPublicKeyInfo is the certificate's"
-    );
+    assert_eq!(spki, cert, "the key's SubjectPublicKeyInfo is the certificate's");
 }
 
 #[test]
@@ -1192,10 +814,7 @@ fn openssl_v1_intermediate_is_refused() {
 
 #[test]
 fn openssl_intermediate_with_another_intermediates_key_is_torn() {
-    let raw = RawMaterial {
-        ca_key: fixture("rsa-pkcs8").ca_key,
-        ..fixture("rsa-pkcs1")
-    };
+    let raw = RawMaterial { ca_key: fixture("rsa-pkcs8").ca_key, ..fixture("rsa-pkcs1") };
     let report = validate(&raw, &fixture_opts(), None);
     assert_eq!(report.verdict, Verdict::Torn, "{:#?}", report.findings);
     assert_eq!(codes(&report), [FindingCode::KeyMismatch]);
@@ -1210,61 +829,33 @@ fn inspect_text_lists_every_certificate_istiod_style_with_fingerprints_and_verdi
     let raw = fixture("rsa-pkcs1");
     let report = validate(&raw, &fixture_opts(), None);
     let text = crate::inspect::render_text(&report);
-    let cert_lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("x509 cert - Issuer: \""))
-        .collect();
+    let cert_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("x509 cert - Issuer: \"")).collect();
     assert_eq!(cert_lines.len(), report.certificates.len(), "{text}");
     let ca = &report.certificates[1];
     assert_eq!(ca.subject, "CN=RSA PKCS1 Intermediate,O=cacerts-sync fixtures", "Go's pkix.Name order");
     assert_eq!(ca.issuer, "CN=RSA Root CA,O=cacerts-sync fixtures");
     assert!(
-        cert_lines[1].contains(&format!(
-            "Subject: \"{}\", SN: {}, NotBefore: \"{}\"",
-            ca.subject, ca.serial, ca.not_before
-        )),
+        cert_lines[1]
+            .contains(&format!("Subject: \"{}\", SN: {}, NotBefore: \"{}\"", ca.subject, ca.serial, ca.not_before)),
         "{text}"
     );
-    assert!(
-        text.contains(&format!(
-            "role: ca-cert #1, days left: {}, sha256: {}",
-            ca.days_left, ca.sha256
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("role: ca-cert #1, days left: {}, sha256: {}", ca.days_left, ca.sha256)), "{text}");
     let (root_fp, _) = expected("rsa-pkcs1");
-    assert!(
-        text.contains(&format!("root fingerprint: {root_fp}")),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .last()
-            .is_some_and(|l| l.starts_with("verdict: valid")),
-        "{text}"
-    );
+    assert!(text.contains(&format!("root fingerprint: {root_fp}")), "{text}");
+    assert!(text.lines().last().is_some_and(|l| l.starts_with("verdict: valid")), "{text}");
 }
 
 #[test]
 fn inspect_text_lists_findings_and_the_failing_verdict() {
-    let raw = RawMaterial {
-        ca_key: fixture("rsa-pkcs8").ca_key,
-        ..fixture("rsa-pkcs1")
-    };
+    let raw = RawMaterial { ca_key: fixture("rsa-pkcs8").ca_key, ..fixture("rsa-pkcs1") };
     let text = crate::inspect::render_text(&validate(&raw, &fixture_opts(), None));
     assert!(text.contains("error [key-mismatch] ca-key"), "{text}");
-    assert!(
-        text.contains("verdict: torn (1 error(s), 0 warning(s))"),
-        "{text}"
-    );
+    assert!(text.contains("verdict: torn (1 error(s), 0 warning(s))"), "{text}");
 }
 
 #[test]
 fn inspect_json_carries_the_same_facts_in_kebab_case() {
-    let raw = RawMaterial {
-        ca_key: fixture("rsa-pkcs8").ca_key,
-        ..fixture("rsa-pkcs1")
-    };
+    let raw = RawMaterial { ca_key: fixture("rsa-pkcs8").ca_key, ..fixture("rsa-pkcs1") };
     let report = validate(&raw, &fixture_opts(), None);
     let json = crate::inspect::render_json(&report);
     assert_eq!(json["verdict"], "torn");
@@ -1272,32 +863,16 @@ fn inspect_json_carries_the_same_facts_in_kebab_case() {
     assert_eq!(json["findings"][0]["secret"], "ca-key");
     assert_eq!(json["findings"][0]["severity"], "error");
     assert_eq!(json["errors"], 1);
-    assert_eq!(
-        json["certificates"].as_array().map(Vec::len),
-        Some(report.certificates.len())
-    );
+    assert_eq!(json["certificates"].as_array().map(Vec::len), Some(report.certificates.len()));
     assert_eq!(json["certificates"][0]["role"], "root-cert");
-    assert_eq!(
-        json["certificates"][0]["not_after"],
-        report.certificates[0].not_after.to_string()
-    );
-    assert_eq!(
-        json["root_fingerprint"],
-        report
-            .root_fingerprint
-            .as_ref()
-            .map(|f| f.as_str())
-            .unwrap_or_default()
-    );
+    assert_eq!(json["certificates"][0]["not_after"], report.certificates[0].not_after.to_string());
+    assert_eq!(json["root_fingerprint"], report.root_fingerprint.as_ref().map(|f| f.as_str()).unwrap_or_default());
     assert_eq!(json["anchor"], 0);
 }
 
 #[test]
 fn secret_roles_name_key_vault_secrets_and_cacerts_keys() {
-    let names: Vec<_> = SecretRole::ALL
-        .iter()
-        .map(|r| (r.name(), r.file_name(), r.to_string()))
-        .collect();
+    let names: Vec<_> = SecretRole::ALL.iter().map(|r| (r.name(), r.file_name(), r.to_string())).collect();
     assert_eq!(
         names,
         [
@@ -1324,37 +899,21 @@ fn raw_material_debug_redacts_the_key() {
 #[test]
 fn p384_intermediate_under_a_p256_root_is_valid() {
     let root: Ca = Spec::ca("P-256 Root").issue(None);
-    let int = Spec::ca("P-384 Intermediate")
-        .p384()
-        .path_len(0)
-        .issue(Some(&root));
+    let int = Spec::ca("P-384 Intermediate").p384().path_len(0).issue(Some(&root));
     let raw = material(&root, &int);
     let report = validate(&raw, &opts(), None);
     assert_eq!(report.verdict, Verdict::Valid, "{:#?}", report.findings);
-    assert_eq!(
-        parse_private_key(&raw.ca_key).expect("parses").algorithm,
-        KeyAlgorithm::EcdsaP384
-    );
+    assert_eq!(parse_private_key(&raw.ca_key).expect("parses").algorithm, KeyAlgorithm::EcdsaP384);
 }
 
 #[test]
 fn the_sample_ca_for_the_quickstart_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-ca");
-    let raw = RawMaterial::from_fn(|role| {
-        std::fs::read(dir.join(role.file_name())).expect("sample file")
-    });
+    let raw = RawMaterial::from_fn(|role| std::fs::read(dir.join(role.file_name())).expect("sample file"));
     let report = validate(&raw, &fixture_opts(), None);
     assert_eq!(report.verdict, Verdict::Valid, "{:#?}", report.findings);
-    assert!(
-        report
-            .certificates
-            .iter()
-            .all(|c| c.subject.contains("DO NOT USE IN PRODUCTION"))
-    );
-    assert!(
-        report.certificates.iter().all(|c| c.days_left > 365 * 9),
-        "long validity keeps the sample usable"
-    );
+    assert!(report.certificates.iter().all(|c| c.subject.contains("DO NOT USE IN PRODUCTION")));
+    assert!(report.certificates.iter().all(|c| c.days_left > 365 * 9), "long validity keeps the sample usable");
 }
 
 #[test]
@@ -1379,6 +938,7 @@ fn many_certificates_that_all_verify_each_other_do_not_explode_the_anchor_search
 #[test]
 fn names_are_printed_like_go_prints_them_with_escaping() {
     let c = Spec::ca("Acme, Inc. #1 ").issue(None);
-    let report = validate(&RawMaterial { root_cert: c.pem().as_bytes().to_vec(), ..Pki::new().material() }, &opts(), None);
+    let report =
+        validate(&RawMaterial { root_cert: c.pem().as_bytes().to_vec(), ..Pki::new().material() }, &opts(), None);
     assert_eq!(report.certificates[0].subject, "CN=Acme\\, Inc. #1\\ ,O=cacerts-sync tests");
 }

@@ -10,8 +10,8 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::{FromDer, X509Version};
 
 use super::{
-    CertInfo, Deployed, Finding, FindingCode, Fingerprint, ParseError, RawMaterial, Report,
-    SecretRole, Severity, ValidationOptions, Verdict, fingerprint, key, parse_certificates,
+    CertInfo, Deployed, Finding, FindingCode, Fingerprint, ParseError, RawMaterial, Report, SecretRole, Severity,
+    ValidationOptions, Verdict, fingerprint, key, parse_certificates,
 };
 
 /// One parsed certificate with what the report says about it.
@@ -26,11 +26,7 @@ impl Cert<'_> {
     fn describe(&self) -> String {
         match self.info.role {
             SecretRole::CaCert => format!("ca-cert (\"{}\")", self.info.subject),
-            role => format!(
-                "{role} certificate {} (\"{}\")",
-                self.info.index + 1,
-                self.info.subject
-            ),
+            role => format!("{role} certificate {} (\"{}\")", self.info.index + 1, self.info.subject),
         }
     }
 
@@ -56,48 +52,22 @@ impl Ctx {
         block: Option<usize>,
         message: String,
     ) {
-        self.findings.push(Finding {
-            severity,
-            code,
-            secret,
-            block,
-            message,
-        });
+        self.findings.push(Finding { severity, code, secret, block, message });
     }
 
     fn about(&mut self, severity: Severity, code: FindingCode, cert: &Cert<'_>, message: String) {
-        self.push(
-            severity,
-            code,
-            Some(cert.info.role),
-            Some(cert.info.index),
-            message,
-        );
+        self.push(severity, code, Some(cert.info.role), Some(cert.info.index), message);
     }
 
     fn parse_error(&mut self, e: &ParseError) {
-        self.push(
-            Severity::Error,
-            e.code(),
-            Some(e.secret()),
-            e.block(),
-            e.full_message(),
-        );
+        self.push(Severity::Error, e.code(), Some(e.secret()), e.block(), e.full_message());
     }
 }
 
-pub(super) fn run(
-    raw: &RawMaterial,
-    opts: &ValidationOptions,
-    deployed: Option<&Deployed<'_>>,
-) -> Report {
-    let mut cx = Ctx {
-        findings: Vec::new(),
-    };
+pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<&Deployed<'_>>) -> Report {
+    let mut cx = Ctx { findings: Vec::new() };
 
-    let root_ders = parse_certificates(SecretRole::RootCert, &raw.root_cert)
-        .map_err(|e| cx.parse_error(&e))
-        .ok();
+    let root_ders = parse_certificates(SecretRole::RootCert, &raw.root_cert).map_err(|e| cx.parse_error(&e)).ok();
     let ca_ders = parse_certificates(SecretRole::CaCert, &raw.ca_cert)
         .and_then(|ders| {
             if ders.len() > 1 {
@@ -114,26 +84,16 @@ pub(super) fn run(
         })
         .map_err(|e| cx.parse_error(&e))
         .ok();
-    let key = key::parse_private_key(&raw.ca_key)
-        .map_err(|e| cx.parse_error(&e))
-        .ok();
-    let chain_ders = parse_certificates(SecretRole::CertChain, &raw.cert_chain)
-        .map_err(|e| cx.parse_error(&e))
-        .ok();
+    let key = key::parse_private_key(&raw.ca_key).map_err(|e| cx.parse_error(&e)).ok();
+    let chain_ders = parse_certificates(SecretRole::CertChain, &raw.cert_chain).map_err(|e| cx.parse_error(&e)).ok();
 
     // The root usually ends cert-chain and ca-cert heads it: verify each self-signature once.
     let mut self_signed = HashMap::new();
     let roots = load(SecretRole::RootCert, root_ders.as_deref(), opts, &mut self_signed);
-    let ca = load(SecretRole::CaCert, ca_ders.as_deref(), opts, &mut self_signed)
-        .into_iter()
-        .next();
+    let ca = load(SecretRole::CaCert, ca_ders.as_deref(), opts, &mut self_signed).into_iter().next();
     let chain = load(SecretRole::CertChain, chain_ders.as_deref(), opts, &mut self_signed);
 
-    check_validity(
-        &mut cx,
-        roots.iter().chain(ca.as_ref()).chain(chain.iter()),
-        opts,
-    );
+    check_validity(&mut cx, roots.iter().chain(ca.as_ref()).chain(chain.iter()), opts);
     if root_ders.is_some() {
         check_roots(&mut cx, &roots);
     }
@@ -144,24 +104,19 @@ pub(super) fn run(
         && key.public_key != ca.x.public_key().subject_public_key.data.as_ref()
     {
         cx.push(
-                Severity::Error,
-                FindingCode::KeyMismatch,
-                Some(SecretRole::CaKey),
-                Some(0),
-                format!(
-                    "ca-key ({}) does not match the public key of {}; ca-cert and ca-key are from different intermediates",
-                    key.algorithm,
-                    ca.describe()
-                ),
-            );
+            Severity::Error,
+            FindingCode::KeyMismatch,
+            Some(SecretRole::CaKey),
+            Some(0),
+            format!(
+                "ca-key ({}) does not match the public key of {}; ca-cert and ca-key are from different intermediates",
+                key.algorithm,
+                ca.describe()
+            ),
+        );
     }
     if chain_ders.is_some() {
-        check_chain(
-            &mut cx,
-            ca.as_ref(),
-            &chain,
-            root_ders.is_some().then_some(roots.as_slice()),
-        );
+        check_chain(&mut cx, ca.as_ref(), &chain, root_ders.is_some().then_some(roots.as_slice()));
     }
 
     // ca-cert's path up to a root, through the chain's other certificates.
@@ -194,25 +149,17 @@ pub(super) fn run(
         check_deployed(&mut cx, d, &roots, &chain);
     }
 
-    let root_fingerprint = root_ders
-        .as_ref()
-        .map(|r| fingerprint::root(r.iter().map(Vec::as_slice)));
+    let root_fingerprint = root_ders.as_ref().map(|r| fingerprint::root(r.iter().map(Vec::as_slice)));
     let material_fingerprint = match (&root_ders, &ca, &chain_ders, &key) {
-        (Some(r), Some(ca), Some(c), Some(k)) => Some(fingerprint::material(
-            r.iter().map(Vec::as_slice),
-            ca.der,
-            c.iter().map(Vec::as_slice),
-            &k.spki_der,
-        )),
+        (Some(r), Some(ca), Some(c), Some(k)) => {
+            Some(fingerprint::material(r.iter().map(Vec::as_slice), ca.der, c.iter().map(Vec::as_slice), &k.spki_der))
+        }
         _ => None,
     };
 
     let mut findings = cx.findings;
     findings.sort_by_key(|f| f.severity);
-    let verdict = if findings
-        .iter()
-        .any(|f| f.severity == Severity::Error && !f.code.is_torn())
-    {
+    let verdict = if findings.iter().any(|f| f.severity == Severity::Error && !f.code.is_torn()) {
         Verdict::Invalid
     } else if findings.iter().any(|f| f.severity == Severity::Error) {
         Verdict::Torn
@@ -222,12 +169,7 @@ pub(super) fn run(
     Report {
         verdict,
         findings,
-        certificates: roots
-            .iter()
-            .chain(ca.as_ref())
-            .chain(chain.iter())
-            .map(|c| c.info.clone())
-            .collect(),
+        certificates: roots.iter().chain(ca.as_ref()).chain(chain.iter()).map(|c| c.info.clone()).collect(),
         root_fingerprint,
         material_fingerprint,
         root_count: roots.len(),
@@ -247,9 +189,9 @@ fn load<'a>(
         .enumerate()
         .filter_map(|(index, der)| {
             let (_, x) = X509Certificate::from_der(der).ok()?;
-            let is_self_signed = *self_signed.entry(der.as_slice()).or_insert_with(|| {
-                x.issuer().as_raw() == x.subject().as_raw() && x.verify_signature(None).is_ok()
-            });
+            let is_self_signed = *self_signed
+                .entry(der.as_slice())
+                .or_insert_with(|| x.issuer().as_raw() == x.subject().as_raw() && x.verify_signature(None).is_ok());
             let info = cert_info(role, index, der, &x, opts, is_self_signed);
             Some(Cert { der, x, info })
         })
@@ -258,11 +200,7 @@ fn load<'a>(
 
 fn timestamp(t: x509_parser::time::ASN1Time) -> jiff::Timestamp {
     let secs = t.timestamp();
-    jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 {
-        jiff::Timestamp::MIN
-    } else {
-        jiff::Timestamp::MAX
-    })
+    jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX })
 }
 
 fn cert_info(
@@ -329,11 +267,8 @@ fn go_name(name: &x509_parser::x509::X509Name<'_>) -> String {
         .map(|a| format!("{}={}", a.attr_type().to_id_string(), value(a)))
         .collect();
     for (id, label) in STANDARD {
-        let values: Vec<String> = attrs
-            .iter()
-            .filter(|a| standard_id(a) == Some(id))
-            .map(|a| format!("{label}={}", value(a)))
-            .collect();
+        let values: Vec<String> =
+            attrs.iter().filter(|a| standard_id(a) == Some(id)).map(|a| format!("{label}={}", value(a))).collect();
         if !values.is_empty() {
             rdns.push(values.join("+"));
         }
@@ -360,11 +295,7 @@ fn escape_go(s: &str) -> String {
     out
 }
 
-fn check_validity<'a, 'b: 'a>(
-    cx: &mut Ctx,
-    certs: impl Iterator<Item = &'a Cert<'b>>,
-    opts: &ValidationOptions,
-) {
+fn check_validity<'a, 'b: 'a>(cx: &mut Ctx, certs: impl Iterator<Item = &'a Cert<'b>>, opts: &ValidationOptions) {
     // The same certificate often appears twice (ca-cert heads cert-chain, the root ends it): report once.
     let mut seen = HashSet::new();
     let now = opts.now.as_second();
@@ -386,22 +317,14 @@ fn check_validity<'a, 'b: 'a>(
                 Severity::Error,
                 FindingCode::Expired,
                 c,
-                format!(
-                    "{} expired at {na} ({} days ago)",
-                    c.describe(),
-                    -c.info.days_left - 1
-                ),
+                format!("{} expired at {na} ({} days ago)", c.describe(), -c.info.days_left - 1),
             );
         } else if na.as_second() - now < warn {
             cx.about(
                 Severity::Warning,
                 FindingCode::ExpiringSoon,
                 c,
-                format!(
-                    "{} expires at {na} ({} days left)",
-                    c.describe(),
-                    c.info.days_left
-                ),
+                format!("{} expires at {na} ({} days left)", c.describe(), c.info.days_left),
             );
         }
     }
@@ -414,10 +337,7 @@ fn check_ca_capable(cx: &mut Ctx, c: &Cert<'_>, what: &str) {
             Severity::Error,
             FindingCode::NotCa,
             c,
-            format!(
-                "{} is not a CA certificate (basicConstraints CA:TRUE missing); {what}",
-                c.describe()
-            ),
+            format!("{} is not a CA certificate (basicConstraints CA:TRUE missing); {what}", c.describe()),
         );
     }
     if let Ok(Some(ku)) = c.x.key_usage()
@@ -459,11 +379,7 @@ fn check_roots(cx: &mut Ctx, roots: &[Cert<'_>]) {
                 Severity::Warning,
                 FindingCode::DuplicateRoot,
                 r,
-                format!(
-                    "{} duplicates root-cert certificate {}",
-                    r.describe(),
-                    first + 1
-                ),
+                format!("{} duplicates root-cert certificate {}", r.describe(), first + 1),
             );
             continue;
         }
@@ -513,12 +429,7 @@ fn check_ca_cert(cx: &mut Ctx, ca: &Cert<'_>) {
     check_eku(cx, ca);
 }
 
-fn check_chain(
-    cx: &mut Ctx,
-    ca: Option<&Cert<'_>>,
-    chain: &[Cert<'_>],
-    roots: Option<&[Cert<'_>]>,
-) {
+fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: Option<&[Cert<'_>]>) {
     let Some(first) = chain.first() else { return };
     if let Some(ca) = ca
         && first.der != ca.der
@@ -539,11 +450,7 @@ fn check_chain(
     for (i, c) in chain.iter().enumerate() {
         // The first certificate is ca-cert, checked as such; a mismatching one is reported above.
         if i > 0 {
-            check_ca_capable(
-                cx,
-                c,
-                "every certificate after the first in cert-chain issues the one before it",
-            );
+            check_ca_capable(cx, c, "every certificate after the first in cert-chain issues the one before it");
             check_eku(cx, c);
         }
     }
@@ -555,11 +462,7 @@ fn check_chain(
                 Severity::Error,
                 FindingCode::ChainBroken,
                 &pair[0],
-                format!(
-                    "{} is not signed by {}",
-                    pair[0].describe(),
-                    pair[1].describe()
-                ),
+                format!("{} is not signed by {}", pair[0].describe(), pair[1].describe()),
             );
         }
     }
@@ -567,8 +470,7 @@ fn check_chain(
         return;
     };
     let last = chain.last().unwrap_or(first);
-    let anchored =
-        roots.iter().any(|r| r.der == last.der) || roots.iter().any(|r| last.signed_by(r));
+    let anchored = roots.iter().any(|r| r.der == last.der) || roots.iter().any(|r| last.signed_by(r));
     if !anchored {
         cx.about(
             Severity::Error,
@@ -585,11 +487,7 @@ fn check_chain(
 
 /// Finds a root that anchors `target` (directly or through `intermediates`), by signature.
 /// Returns the root's index and the intermediates used, from `target`'s issuer upwards.
-fn find_path(
-    target: &Cert<'_>,
-    intermediates: &[&Cert<'_>],
-    roots: &[Cert<'_>],
-) -> Option<(usize, Vec<usize>)> {
+fn find_path(target: &Cert<'_>, intermediates: &[&Cert<'_>], roots: &[Cert<'_>]) -> Option<(usize, Vec<usize>)> {
     let mut search = Search {
         intermediates,
         roots,
@@ -664,13 +562,7 @@ impl Search<'_, '_> {
 
 /// pathLenConstraint: a CA may have at most that many intermediates below it, and ca-cert
 /// itself is an intermediate (workload certificates hang below it).
-fn check_path_len(
-    cx: &mut Ctx,
-    ca: &Cert<'_>,
-    intermediates: &[&Cert<'_>],
-    path: &[usize],
-    root: &Cert<'_>,
-) {
+fn check_path_len(cx: &mut Ctx, ca: &Cert<'_>, intermediates: &[&Cert<'_>], path: &[usize], root: &Cert<'_>) {
     // Top-down: root, the chain's intermediates, ca-cert (just ca-cert when it is the root itself).
     let mut ladder: Vec<&Cert<'_>> = Vec::with_capacity(path.len() + 2);
     if root.der != ca.der {
@@ -702,10 +594,7 @@ fn check_path_len(
 }
 
 fn check_deployed(cx: &mut Ctx, d: &Deployed<'_>, roots: &[Cert<'_>], chain: &[Cert<'_>]) {
-    let opts = ValidationOptions {
-        now: jiff::Timestamp::UNIX_EPOCH,
-        expiry_warning: std::time::Duration::ZERO,
-    };
+    let opts = ValidationOptions { now: jiff::Timestamp::UNIX_EPOCH, expiry_warning: std::time::Duration::ZERO };
     let parsed = parse_certificates(SecretRole::RootCert, d.root_cert)
         .and_then(|r| parse_certificates(SecretRole::CaCert, d.ca_cert).map(|c| (r, c)));
     let (dep_root_ders, dep_ca_ders) = match parsed {
@@ -716,31 +605,19 @@ fn check_deployed(cx: &mut Ctx, d: &Deployed<'_>, roots: &[Cert<'_>], chain: &[C
                 FindingCode::DeployedUnreadable,
                 None,
                 None,
-                format!(
-                    "the deployed cacerts could not be parsed, root-rotation checks skipped: {}",
-                    e.full_message()
-                ),
+                format!("the deployed cacerts could not be parsed, root-rotation checks skipped: {}", e.full_message()),
             );
             return;
         }
     };
     let mut cache = HashMap::new();
     let dep_roots = load(SecretRole::RootCert, Some(&dep_root_ders), &opts, &mut cache);
-    let Some(dep_ca) = load(SecretRole::CaCert, Some(&dep_ca_ders[..1]), &opts, &mut cache)
-        .into_iter()
-        .next()
-    else {
+    let Some(dep_ca) = load(SecretRole::CaCert, Some(&dep_ca_ders[..1]), &opts, &mut cache).into_iter().next() else {
         return;
     };
 
-    let added = roots
-        .iter()
-        .filter(|r| !dep_roots.iter().any(|d| d.der == r.der))
-        .count();
-    let removed = dep_roots
-        .iter()
-        .filter(|d| !roots.iter().any(|r| r.der == d.der))
-        .count();
+    let added = roots.iter().filter(|r| !dep_roots.iter().any(|d| d.der == r.der)).count();
+    let removed = dep_roots.iter().filter(|d| !roots.iter().any(|r| r.der == d.der)).count();
     if added > 0 || removed > 0 {
         cx.push(
             Severity::Info,
@@ -759,8 +636,7 @@ fn check_deployed(cx: &mut Ctx, d: &Deployed<'_>, roots: &[Cert<'_>], chain: &[C
         }
         // A re-issued root with the same name and key still verifies what the old one signed.
         let kept = roots.iter().any(|r| {
-            r.x.subject().as_raw() == live.x.subject().as_raw()
-                && r.x.public_key().raw == live.x.public_key().raw
+            r.x.subject().as_raw() == live.x.subject().as_raw() && r.x.public_key().raw == live.x.public_key().raw
         });
         if !kept {
             cx.push(

@@ -39,7 +39,14 @@ pub async fn sync(config: SyncConfig) -> u8 {
 
 fn failed<E: Classify + std::error::Error + 'static>(command: &str, source: &str, error: &E) -> u8 {
     let class = error.class();
-    tracing::error!(source, result = "failed", class = class.as_str(), exit_code = class.exit_code(), "{command} failed: {}", chain(error));
+    tracing::error!(
+        source,
+        result = "failed",
+        class = class.as_str(),
+        exit_code = class.exit_code(),
+        "{command} failed: {}",
+        chain(error)
+    );
     class.exit_code()
 }
 
@@ -59,7 +66,9 @@ enum CheckRootError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Restart(#[from] crate::restart::RestartError),
-    #[error("secret {namespace}/{name} does not exist: nothing to check (sync it first, or check --namespace/--secret)")]
+    #[error(
+        "secret {namespace}/{name} does not exist: nothing to check (sync it first, or check --namespace/--secret)"
+    )]
     Missing { namespace: String, name: String },
     #[error("failed to read root-cert.pem in secret {namespace}/{name}")]
     BadRoot {
@@ -84,16 +93,19 @@ impl Classify for CheckRootError {
 async fn check_root_inner(config: &CheckRootConfig) -> Result<u8, CheckRootError> {
     let client = k8s::client().await?;
     let sink = SecretSink::new(client.clone(), &config.namespace, &config.secret);
-    let secret = sink.get().await?.ok_or_else(|| CheckRootError::Missing { namespace: config.namespace.clone(), name: config.secret.clone() })?;
-    let fingerprint = bundle::root_fingerprint(&material_of(&secret).root_cert).map_err(|source| CheckRootError::BadRoot {
-        namespace: config.namespace.clone(),
-        name: config.secret.clone(),
-        source,
+    let secret = sink
+        .get()
+        .await?
+        .ok_or_else(|| CheckRootError::Missing { namespace: config.namespace.clone(), name: config.secret.clone() })?;
+    let fingerprint = bundle::root_fingerprint(&material_of(&secret).root_cert).map_err(|source| {
+        CheckRootError::BadRoot { namespace: config.namespace.clone(), name: config.secret.clone(), source }
     })?;
     let events = k8s::Events::new(client.clone());
     let restarter = Restarter::new(client, config.restart.clone(), Some(events));
     // The Secret is not written here, so what it holds now is also what istiod saw before: first contact records.
-    let outcome = restarter.reconcile(fingerprint.as_str(), &Baseline::Existing(Some(fingerprint.to_string())), None, false).await?;
+    let outcome = restarter
+        .reconcile(fingerprint.as_str(), &Baseline::Existing(Some(fingerprint.to_string())), None, false)
+        .await?;
     tracing::info!(
         secret = %format!("{}/{}", config.namespace, config.secret),
         root_fingerprint = %fingerprint,

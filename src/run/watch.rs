@@ -169,7 +169,10 @@ fn install_signals(health: Arc<Health>) -> std::io::Result<watch::Receiver<bool>
             };
             received += 1;
             if received == 1 {
-                tracing::info!(signal = name, "shutting down: finishing the pass in flight, then releasing the lease (send the signal again to abort)");
+                tracing::info!(
+                    signal = name,
+                    "shutting down: finishing the pass in flight, then releasing the lease (send the signal again to abort)"
+                );
                 health.begin_shutdown();
                 let _ = tx.send(true);
             } else {
@@ -206,7 +209,12 @@ struct Daemon {
 
 impl Daemon {
     /// Builds the Lease manager, retrying with backoff until it works or shutdown begins.
-    async fn start_leadership(&self, client: kube::Client, lease: &crate::config::LeaseConfig, mut shutdown: watch::Receiver<bool>) -> Option<Leadership> {
+    async fn start_leadership(
+        &self,
+        client: kube::Client,
+        lease: &crate::config::LeaseConfig,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<Leadership> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -235,7 +243,11 @@ impl Daemon {
     }
 
     /// The loop. Returns the leadership so the caller can release it.
-    async fn run_loop(&mut self, mut leadership: Option<Leadership>, mut shutdown: watch::Receiver<bool>) -> Option<Leadership> {
+    async fn run_loop(
+        &mut self,
+        mut leadership: Option<Leadership>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<Leadership> {
         let mut leader = leadership.as_ref().is_none_or(Leadership::is_leader);
         self.metrics.set_leader(leader);
         if leader && leadership.is_some() {
@@ -253,7 +265,8 @@ impl Daemon {
                 self.health.set_ready();
             }
             let wake = heal_retry.map_or(next_pass, |h| h.min(next_pass));
-            self.health.tick(wake.saturating_duration_since(Instant::now()) + LIVENESS_SLACK + self.timing.max_jitter());
+            self.health
+                .tick(wake.saturating_duration_since(Instant::now()) + LIVENESS_SLACK + self.timing.max_jitter());
             tokio::select! {
                 biased;
                 _ = shutdown_requested(&mut shutdown) => break,
@@ -305,7 +318,8 @@ impl Daemon {
 
     /// One pass with its span, metrics and summary line. Returns the wait before the next one.
     async fn pass(&mut self) -> Duration {
-        let span = tracing::info_span!("pass", vault = %self.source, namespace = %self.namespace, secret = %self.secret);
+        let span =
+            tracing::info_span!("pass", vault = %self.source, namespace = %self.namespace, secret = %self.secret);
         self.health.tick(self.timeout + LIVENESS_SLACK);
         let started = Instant::now();
         let known = self.cache.known();
@@ -376,7 +390,9 @@ impl Daemon {
         }
         self.heal_failures = self.heal_failures.saturating_add(1);
         let wait = schedule::backoff(self.heal_failures, self.timing.period(), None);
-        span.in_scope(|| tracing::info!(retry_in = %humantime::format_duration(round(wait)), "will try the restore again"));
+        span.in_scope(
+            || tracing::info!(retry_in = %humantime::format_duration(round(wait)), "will try the restore again"),
+        );
         Some(Instant::now() + wait)
     }
 
@@ -386,14 +402,31 @@ impl Daemon {
         let adopt = self.syncer.config().adopt;
         tracing::warn!("cacerts drifted from the last validated material ({drift}); restoring it");
         self.health.tick(self.timeout + LIVENESS_SLACK);
-        let written = tokio::time::timeout(self.timeout, sink.write(current, &last.material, &last.annotations, adopt)).await;
+        let written =
+            tokio::time::timeout(self.timeout, sink.write(current, &last.material, &last.annotations, adopt)).await;
         let reference = k8s::reference("v1", "Secret", &self.namespace, &self.secret, None);
         match written {
             Ok(Ok(w)) if w.action.wrote() => {
                 self.metrics.self_healed();
-                tracing::info!(result = w.action.as_str(), "cacerts restored from the last validated material (no Key Vault call)");
-                let reference = k8s::reference("v1", "Secret", &self.namespace, &self.secret, w.secret.as_ref().and_then(|s| s.metadata.uid.clone()));
-                self.events.normal(&reference, "Restored", "SelfHeal", format!("cacerts was {drift}; restored the last validated material")).await;
+                tracing::info!(
+                    result = w.action.as_str(),
+                    "cacerts restored from the last validated material (no Key Vault call)"
+                );
+                let reference = k8s::reference(
+                    "v1",
+                    "Secret",
+                    &self.namespace,
+                    &self.secret,
+                    w.secret.as_ref().and_then(|s| s.metadata.uid.clone()),
+                );
+                self.events
+                    .normal(
+                        &reference,
+                        "Restored",
+                        "SelfHeal",
+                        format!("cacerts was {drift}; restored the last validated material"),
+                    )
+                    .await;
                 true
             }
             // Someone (or our own earlier write) already put the right material back.

@@ -59,7 +59,8 @@ impl DirSink {
     pub fn write(&self, material: &RawMaterial, dry_run: bool) -> Result<WriteAction, DirError> {
         let existed = SecretRole::ALL.iter().any(|r| self.dir.join(r.file_name()).exists());
         let current = self.read();
-        let changed: Vec<SecretRole> = SecretRole::ALL.into_iter().filter(|r| current.get(*r) != material.get(*r)).collect();
+        let changed: Vec<SecretRole> =
+            SecretRole::ALL.into_iter().filter(|r| current.get(*r) != material.get(*r)).collect();
         if changed.is_empty() {
             return Ok(WriteAction::Unchanged);
         }
@@ -74,7 +75,12 @@ impl DirSink {
         for role in SecretRole::ALL {
             let path = staging.join(role.file_name());
             let mode = if role == SecretRole::CaKey { 0o600 } else { 0o644 };
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path).map_err(err("create", &path))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .map_err(err("create", &path))?;
             file.write_all(material.get(role)).map_err(err("write", &path))?;
             file.sync_all().map_err(err("sync", &path))?;
         }

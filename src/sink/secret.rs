@@ -127,11 +127,18 @@ impl SecretSink {
                 None => self.create(material, annotations).await.map(|s| (WriteAction::Created, s)),
                 Some(existing) => {
                     if let Some(found) = existing.type_.as_deref().filter(|t| *t != "Opaque") {
-                        return Err(SecretError::WrongType { namespace: self.namespace.clone(), name: self.name.clone(), found: found.into() });
+                        return Err(SecretError::WrongType {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                            found: found.into(),
+                        });
                     }
                     let adopted = !is_managed(existing);
                     if adopted && !adopt {
-                        return Err(SecretError::NotAdopted { namespace: self.namespace.clone(), name: self.name.clone() });
+                        return Err(SecretError::NotAdopted {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                        });
                     }
                     let changed = changed_keys(existing, material);
                     if changed.is_empty() {
@@ -153,10 +160,18 @@ impl SecretSink {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(SecretError::Conflicts { namespace: self.namespace.clone(), name: self.name.clone(), attempts: MAX_CONFLICT_RETRIES })
+        Err(SecretError::Conflicts {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            attempts: MAX_CONFLICT_RETRIES,
+        })
     }
 
-    async fn create(&self, material: &RawMaterial, annotations: &BTreeMap<String, String>) -> Result<Secret, KubeError> {
+    async fn create(
+        &self,
+        material: &RawMaterial,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Secret, KubeError> {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -166,7 +181,12 @@ impl SecretSink {
                 ..Default::default()
             },
             type_: Some("Opaque".into()),
-            data: Some(SecretRole::ALL.into_iter().map(|r| (r.file_name().to_string(), ByteString(material.get(r).to_vec()))).collect()),
+            data: Some(
+                SecretRole::ALL
+                    .into_iter()
+                    .map(|r| (r.file_name().to_string(), ByteString(material.get(r).to_vec())))
+                    .collect(),
+            ),
             ..Default::default()
         };
         let params = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
@@ -176,10 +196,17 @@ impl SecretSink {
             .map_err(|e| KubeError::new(format!("create secret {}/{}", self.namespace, self.name), e))
     }
 
-    async fn patch(&self, existing: &Secret, material: &RawMaterial, annotations: &BTreeMap<String, String>) -> Result<Secret, KubeError> {
+    async fn patch(
+        &self,
+        existing: &Secret,
+        material: &RawMaterial,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Secret, KubeError> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let data: serde_json::Map<String, serde_json::Value> =
-            SecretRole::ALL.into_iter().map(|r| (r.file_name().to_string(), b64.encode(material.get(r)).into())).collect();
+        let data: serde_json::Map<String, serde_json::Value> = SecretRole::ALL
+            .into_iter()
+            .map(|r| (r.file_name().to_string(), b64.encode(material.get(r)).into()))
+            .collect();
         let patch = serde_json::json!({
             "metadata": {
                 // A resourceVersion in a patch is a precondition: 409 Conflict if the Secret changed since we read it.

@@ -120,15 +120,18 @@ impl VaultSource {
         name: &str,
         model: azure_core::Result<azure_security_keyvault_secrets::models::Secret>,
     ) -> Result<(Vec<u8>, String), SourceError> {
-        let secret = model.map_err(|source| self.vault_error(name, "the response could not be decoded", FailureClass::Transient, None, source))?;
-        let version = secret
-            .resource_id()
-            .ok()
-            .and_then(|id| id.version)
-            .unwrap_or_default();
+        let secret = model.map_err(|source| {
+            self.vault_error(name, "the response could not be decoded", FailureClass::Transient, None, source)
+        })?;
+        let version = secret.resource_id().ok().and_then(|id| id.version).unwrap_or_default();
         let value = secret.value.unwrap_or_default().into_bytes();
         if value.len() > MAX_SECRET_BYTES {
-            return Err(SourceError::TooLarge { origin: self.url.clone(), role, size: value.len() as u64, limit: MAX_SECRET_BYTES });
+            return Err(SourceError::TooLarge {
+                origin: self.url.clone(),
+                role,
+                size: value.len() as u64,
+                limit: MAX_SECRET_BYTES,
+            });
         }
         Ok((value, version))
     }
@@ -177,8 +180,22 @@ impl VaultSource {
         }
     }
 
-    fn vault_error(&self, name: &str, message: &str, class: FailureClass, retry_after: Option<Duration>, source: azure_core::Error) -> SourceError {
-        SourceError::Vault { vault: self.url.clone(), name: name.into(), message: message.into(), class, retry_after, source: Box::new(source) }
+    fn vault_error(
+        &self,
+        name: &str,
+        message: &str,
+        class: FailureClass,
+        retry_after: Option<Duration>,
+        source: azure_core::Error,
+    ) -> SourceError {
+        SourceError::Vault {
+            vault: self.url.clone(),
+            name: name.into(),
+            message: message.into(),
+            class,
+            retry_after,
+            source: Box::new(source),
+        }
     }
 }
 
@@ -207,11 +224,19 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                 AuthMode::WorkloadIdentity
             } else {
                 skipped.push("workload identity: AZURE_FEDERATED_TOKEN_FILE is not set");
-                if env("AZURE_CLIENT_SECRET").is_some() && env("AZURE_TENANT_ID").is_some() && env("AZURE_CLIENT_ID").is_some() {
+                if env("AZURE_CLIENT_SECRET").is_some()
+                    && env("AZURE_TENANT_ID").is_some()
+                    && env("AZURE_CLIENT_ID").is_some()
+                {
                     AuthMode::ClientSecret
                 } else {
-                    skipped.push("service principal: AZURE_CLIENT_SECRET, AZURE_TENANT_ID and AZURE_CLIENT_ID are not all set");
-                    if env("IDENTITY_ENDPOINT").is_some() || config.managed_identity_client_id.is_some() || running_on_azure() {
+                    skipped.push(
+                        "service principal: AZURE_CLIENT_SECRET, AZURE_TENANT_ID and AZURE_CLIENT_ID are not all set",
+                    );
+                    if env("IDENTITY_ENDPOINT").is_some()
+                        || config.managed_identity_client_id.is_some()
+                        || running_on_azure()
+                    {
                         AuthMode::ManagedIdentity
                     } else {
                         skipped.push("managed identity: IDENTITY_ENDPOINT is not set and this is not an Azure VM");
@@ -223,28 +248,43 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
         explicit => explicit,
     };
     let tried = if skipped.is_empty() { String::new() } else { format!("; skipped {}", skipped.join("; ")) };
-    let fail = |name: &str, reason: String| SourceError::Credential { mode: name.to_string(), reason: format!("{reason}{tried}") };
+    let fail = |name: &str, reason: String| SourceError::Credential {
+        mode: name.to_string(),
+        reason: format!("{reason}{tried}"),
+    };
     let built: Arc<dyn TokenCredential> = match mode {
         AuthMode::WorkloadIdentity => {
             for var in ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"] {
                 if env(var).is_none() {
-                    return Err(fail("workload identity", format!("{var} is not set (the AKS workload identity webhook injects it when the pod has the label azure.workload.identity/use=\"true\")")));
+                    return Err(fail(
+                        "workload identity",
+                        format!(
+                            "{var} is not set (the AKS workload identity webhook injects it when the pod has the label azure.workload.identity/use=\"true\")"
+                        ),
+                    ));
                 }
             }
             WorkloadIdentityCredential::new(None).map_err(|e| fail("workload identity", crate::error::chain(&e)))?
         }
         AuthMode::ClientSecret => {
-            let (Some(tenant), Some(client), Some(secret)) = (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET")) else {
-                return Err(fail("service principal", "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET must all be set".into()));
+            let (Some(tenant), Some(client), Some(secret)) =
+                (env("AZURE_TENANT_ID"), env("AZURE_CLIENT_ID"), env("AZURE_CLIENT_SECRET"))
+            else {
+                return Err(fail(
+                    "service principal",
+                    "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET must all be set".into(),
+                ));
             };
-            ClientSecretCredential::new(&tenant, client, Secret::new(secret), None).map_err(|e| fail("service principal", crate::error::chain(&e)))?
+            ClientSecretCredential::new(&tenant, client, Secret::new(secret), None)
+                .map_err(|e| fail("service principal", crate::error::chain(&e)))?
         }
         AuthMode::ManagedIdentity => {
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: config.managed_identity_client_id.clone().map(UserAssignedId::ClientId),
                 ..Default::default()
             };
-            ManagedIdentityCredential::new(Some(options)).map_err(|e| fail("managed identity", crate::error::chain(&e)))?
+            ManagedIdentityCredential::new(Some(options))
+                .map_err(|e| fail("managed identity", crate::error::chain(&e)))?
         }
         AuthMode::AzureCli => AzureCliCredential::new(None).map_err(|e| fail("azure cli", crate::error::chain(&e)))?,
         AuthMode::Auto => unreachable!("auto resolved above"),
@@ -259,7 +299,13 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
         AuthMode::AzureCli => "azure cli".to_string(),
         AuthMode::Auto => unreachable!(),
     };
-    Ok((built, format!("{description}{}", if config.auth == AuthMode::Auto { format!(" [auto{tried}]") } else { String::new() })))
+    Ok((
+        built,
+        format!(
+            "{description}{}",
+            if config.auth == AuthMode::Auto { format!(" [auto{tried}]") } else { String::new() }
+        ),
+    ))
 }
 
 #[cfg(test)]

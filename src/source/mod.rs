@@ -60,7 +60,9 @@ pub enum SourceError {
         #[source]
         source: Box<azure_core::Error>,
     },
-    #[error("secret {name:?} was not found in vault {vault}: check --{role}-name and that the secret exists and is enabled")]
+    #[error(
+        "secret {name:?} was not found in vault {vault}: check --{role}-name and that the secret exists and is enabled"
+    )]
     NotFound { vault: String, name: String, role: SecretRole },
     #[error("failed to build the Azure credential ({mode}): {reason}")]
     Credential { mode: String, reason: String },
@@ -86,9 +88,10 @@ impl Classify for SourceError {
     fn class(&self) -> FailureClass {
         match self {
             SourceError::Vault { class, .. } => *class,
-            SourceError::NotFound { .. } | SourceError::MissingFile { .. } | SourceError::Client { .. } | SourceError::Io { .. } => {
-                FailureClass::Usage
-            }
+            SourceError::NotFound { .. }
+            | SourceError::MissingFile { .. }
+            | SourceError::Client { .. }
+            | SourceError::Io { .. } => FailureClass::Usage,
             SourceError::Credential { .. } => FailureClass::Auth,
             SourceError::TooLarge { .. } => FailureClass::Invalid,
         }

@@ -118,7 +118,10 @@ impl Env {
     }
 
     pub async fn output(&self, mut cmd: tokio::process::Command) -> Run {
-        let out: Output = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("binary finished in time").unwrap();
+        let out: Output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("binary finished in time")
+            .unwrap();
         let run = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -194,7 +197,9 @@ impl Env {
     }
 
     pub fn recorded_fingerprint(&self, name: &str) -> Option<String> {
-        self.deployment(name)["metadata"]["annotations"]["cacerts-sync.io/root-fingerprint"].as_str().map(str::to_string)
+        self.deployment(name)["metadata"]["annotations"]["cacerts-sync.io/root-fingerprint"]
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Events (events.k8s.io/v1 and core/v1) whose reason is `reason`.

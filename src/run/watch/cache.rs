@@ -103,7 +103,8 @@ impl Cache {
 
     /// Whether every store reflects a completed LIST.
     pub fn is_synced(&self) -> bool {
-        self.secret.synced.load(Ordering::Acquire) && self.deployments.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
+        self.secret.synced.load(Ordering::Acquire)
+            && self.deployments.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
     }
 
     /// The Secret as last seen: `None` if the store is not synced, `Some(None)` if it does not exist.

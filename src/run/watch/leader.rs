@@ -45,7 +45,10 @@ pub struct Leadership {
 
 impl Leadership {
     /// Creates the manager (one GET, and a create if the Lease is missing) and starts its task.
-    pub async fn start(client: kube::Client, config: &LeaseConfig) -> Result<Self, kube_lease_manager::LeaseManagerError> {
+    pub async fn start(
+        client: kube::Client,
+        config: &LeaseConfig,
+    ) -> Result<Self, kube_lease_manager::LeaseManagerError> {
         let (duration, grace) = lease_seconds(config.duration).expect("checked before start");
         let manager = LeaseManagerBuilder::new(client, &config.name)
             .with_namespace(&config.namespace)
@@ -78,9 +81,13 @@ impl Leadership {
         drop(state);
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(Ok(_))) => tracing::info!(lease = %config.name, identity = %config.identity, "lease released"),
-            Ok(Ok(Err(error))) => tracing::warn!(lease = %config.name, error = %crate::error::chain(&error), "failed to release the lease; a standby takes over when it expires"),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(lease = %config.name, error = %crate::error::chain(&error), "failed to release the lease; a standby takes over when it expires")
+            }
             Ok(Err(error)) => tracing::warn!(lease = %config.name, %error, "lease task failed"),
-            Err(_) => tracing::warn!(lease = %config.name, "timed out releasing the lease; a standby takes over when it expires"),
+            Err(_) => {
+                tracing::warn!(lease = %config.name, "timed out releasing the lease; a standby takes over when it expires")
+            }
         }
     }
 }

@@ -168,22 +168,12 @@ pub struct Fault {
 impl Fault {
     /// A fault answering `status` once; chain [`Fault::times`], [`Fault::path`], ….
     pub fn status(status: u16) -> Self {
-        Self {
-            method: None,
-            path_contains: None,
-            status,
-            count: 1,
-            retry_after: None,
-            latency: None,
-        }
+        Self { method: None, path_contains: None, status, count: 1, retry_after: None, latency: None }
     }
 
     /// A fault that only delays the next matching request by `latency`.
     pub fn delay(latency: Duration) -> Self {
-        Self {
-            latency: Some(latency),
-            ..Self::status(0)
-        }
+        Self { latency: Some(latency), ..Self::status(0) }
     }
 
     /// Hits the next `count` matching requests.
@@ -223,14 +213,8 @@ impl Fault {
 
     fn matches(&self, method: &str, path: &str) -> bool {
         self.count > 0
-            && self
-                .method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self
-                .path_contains
-                .as_deref()
-                .is_none_or(|p| path.contains(p))
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
     }
 }
 
@@ -349,10 +333,7 @@ impl Shared {
         st.deleted.remove(&key);
         st.secrets
             .entry(key)
-            .or_insert_with(|| SecretEntry {
-                name: name.to_owned(),
-                versions: Vec::new(),
-            })
+            .or_insert_with(|| SecretEntry { name: name.to_owned(), versions: Vec::new() })
             .versions
             .push(version);
         id
@@ -370,19 +351,9 @@ impl Shared {
     }
 
     fn issue_token(&self, audience: &str) -> (String, i64) {
-        let token = format!(
-            "emu.{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        );
+        let token = format!("emu.{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
         let expires_at = now() + self.cfg.token_lifetime;
-        self.lock().tokens.insert(
-            token.clone(),
-            TokenInfo {
-                audience: normalize_audience(audience),
-                expires_at,
-            },
-        );
+        self.lock().tokens.insert(token.clone(), TokenInfo { audience: normalize_audience(audience), expires_at });
         (token, expires_at)
     }
 }
@@ -407,9 +378,7 @@ impl Drop for KeyVaultEmulator {
 
 impl std::fmt::Debug for KeyVaultEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyVaultEmulator")
-            .field("vault_url", &self.vault_url())
-            .finish_non_exhaustive()
+        f.debug_struct("KeyVaultEmulator").field("vault_url", &self.vault_url()).finish_non_exhaustive()
     }
 }
 
@@ -425,12 +394,9 @@ impl KeyVaultEmulator {
 
     /// Starts an emulator with `opts`. Panics if a listener cannot be bound or the state dir written.
     pub async fn start_with(opts: EmulatorOptions) -> Self {
-        let https_listener = TcpListener::bind(opts.addr)
-            .await
-            .expect("bind emulator HTTPS listener");
-        let http_listener = TcpListener::bind(opts.identity_addr)
-            .await
-            .expect("bind emulator managed-identity listener");
+        let https_listener = TcpListener::bind(opts.addr).await.expect("bind emulator HTTPS listener");
+        let http_listener =
+            TcpListener::bind(opts.identity_addr).await.expect("bind emulator managed-identity listener");
         let https_addr = https_listener.local_addr().expect("HTTPS listener address");
         let http_addr = http_listener.local_addr().expect("HTTP listener address");
 
@@ -440,22 +406,17 @@ impl KeyVaultEmulator {
                 (None, dir.clone())
             }
             None => {
-                let t = tempfile::Builder::new()
-                    .prefix("kv-emulator-")
-                    .tempdir()
-                    .expect("create temp dir");
+                let t = tempfile::Builder::new().prefix("kv-emulator-").tempdir().expect("create temp dir");
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
         };
         let ca = TestCa::new("cacerts-sync Key Vault emulator CA");
         let ca_cert_file = state_dir.join("ca.pem");
-        ca.write_cert(&ca_cert_file)
-            .expect("write emulator CA certificate");
+        ca.write_cert(&ca_cert_file).expect("write emulator CA certificate");
         let federated_token = fake_federated_jwt(&opts.client_id);
         let federated_token_file = state_dir.join("federated-token");
-        std::fs::write(&federated_token_file, &federated_token)
-            .expect("write federated token file");
+        std::fs::write(&federated_token_file, &federated_token).expect("write federated token file");
 
         let authority = format!("https://127.0.0.1:{}", https_addr.port());
         let vault_url = authority.clone();
@@ -481,19 +442,14 @@ impl KeyVaultEmulator {
                 identity_header: opts.identity_header,
                 challenge_resource: opts.challenge_resource,
                 federated_token,
-                token_lifetime: i64::try_from(opts.token_lifetime.as_secs())
-                    .unwrap_or(i64::MAX / 2),
+                token_lifetime: i64::try_from(opts.token_lifetime.as_secs()).unwrap_or(i64::MAX / 2),
                 authority,
             },
             state: Mutex::new(StateData::default()),
             info,
         });
-        let router = |listener| {
-            axum::Router::new().fallback(handle).with_state(Ctx {
-                shared: shared.clone(),
-                listener,
-            })
-        };
+        let router =
+            |listener| axum::Router::new().fallback(handle).with_state(Ctx { shared: shared.clone(), listener });
         let tls = ca.server_config(DEFAULT_SANS);
         let https = serve_https(https_listener, tls, router(ListenerKind::Https));
         let http = serve_http(http_listener, router(ListenerKind::Http));
@@ -580,10 +536,7 @@ impl KeyVaultEmulator {
     /// or the SDK picks another source. Panics on an unknown kind.
     pub fn child_env(&self, credential: &str) -> Vec<(String, String)> {
         let mut env = vec![
-            (
-                "SSL_CERT_FILE".to_owned(),
-                self.ca_cert_file.display().to_string(),
-            ),
+            ("SSL_CERT_FILE".to_owned(), self.ca_cert_file.display().to_string()),
             ("AZURE_AUTHORITY_HOST".to_owned(), self.authority_host()),
             ("NO_PROXY".to_owned(), "127.0.0.1,localhost".to_owned()),
         ];
@@ -593,25 +546,14 @@ impl KeyVaultEmulator {
             "workload-identity" => env.extend([
                 tenant,
                 client,
-                (
-                    "AZURE_FEDERATED_TOKEN_FILE".to_owned(),
-                    self.federated_token_file.display().to_string(),
-                ),
+                ("AZURE_FEDERATED_TOKEN_FILE".to_owned(), self.federated_token_file.display().to_string()),
             ]),
-            "client-secret" => env.extend([
-                tenant,
-                client,
-                (
-                    "AZURE_CLIENT_SECRET".to_owned(),
-                    self.client_secret().to_owned(),
-                ),
-            ]),
+            "client-secret" => {
+                env.extend([tenant, client, ("AZURE_CLIENT_SECRET".to_owned(), self.client_secret().to_owned())])
+            }
             "managed-identity" => env.extend([
                 ("IDENTITY_ENDPOINT".to_owned(), self.identity_endpoint()),
-                (
-                    "IDENTITY_HEADER".to_owned(),
-                    self.identity_header().to_owned(),
-                ),
+                ("IDENTITY_HEADER".to_owned(), self.identity_header().to_owned()),
             ]),
             other => panic!("unknown credential kind {other:?}"),
         }
@@ -710,19 +652,11 @@ struct Reply {
 
 impl Reply {
     fn json(status: u16, body: Value) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Some(body),
-        }
+        Self { status, headers: Vec::new(), body: Some(body) }
     }
 
     fn empty(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: None,
-        }
+        Self { status, headers: Vec::new(), body: None }
     }
 
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -752,10 +686,7 @@ struct Req {
 
 impl Req {
     fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -763,38 +694,16 @@ impl Req {
     }
 }
 
-async fn handle(
-    State(ctx): State<Ctx>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let query_raw = uri.query().unwrap_or("").to_owned();
     // Query keys arrive percent-encoded (`%24skiptoken`); decode both keys and values.
-    let query = url::form_urlencoded::parse(query_raw.as_bytes())
-        .into_owned()
-        .collect();
+    let query = url::form_urlencoded::parse(query_raw.as_bytes()).into_owned().collect();
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            ctx.shared
-                .cfg
-                .authority
-                .trim_start_matches("https://")
-                .to_owned()
-        });
-    let req = Req {
-        method,
-        path: uri.path().to_owned(),
-        query_raw,
-        query,
-        headers,
-        body,
-        host,
-    };
+        .unwrap_or_else(|| ctx.shared.cfg.authority.trim_start_matches("https://").to_owned());
+    let req = Req { method, path: uri.path().to_owned(), query_raw, query, headers, body, host };
     let client_request_id = req.header("x-ms-client-request-id").map(str::to_owned);
 
     let (reply, record) = if req.path == "/_emulator" || req.path.starts_with("/_emulator/") {
@@ -837,10 +746,7 @@ async fn handle(
             builder = builder.header(name, v);
         }
     }
-    let body = reply
-        .body
-        .map(|b| Body::from(b.to_string()))
-        .unwrap_or_else(Body::empty);
+    let body = reply.body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
     builder.body(body).expect("emulator response")
 }
 
@@ -859,16 +765,10 @@ async fn apply_fault(shared: &Shared, req: &Req, service: Service) -> Option<Rep
         return None;
     }
     let status = fault.status;
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let mut reply = match service {
         Service::Vault => match status {
-            401 => unauthorized(
-                shared,
-                "AKV10000: Request is missing a Bearer or PoP token.",
-            ),
+            401 => unauthorized(shared, "AKV10000: Request is missing a Bearer or PoP token."),
             403 => forbidden(shared, &req.host, "get"),
             429 => Reply::kv_error(
                 429,
@@ -895,17 +795,11 @@ async fn apply_fault(shared: &Shared, req: &Req, service: Service) -> Option<Rep
             let (error, code, text) = match status {
                 400 => ("invalid_request", 900144, "The request is invalid."),
                 401 => ("invalid_client", 7000215, "Invalid client secret provided."),
-                _ => (
-                    "temporarily_unavailable",
-                    90033,
-                    "A transient error has occurred. Please try again.",
-                ),
+                _ => ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
             };
             entra_error(status, error, code, text)
         }
-        Service::ManagedIdentity => {
-            Reply::json(status, json!({"statusCode": status, "message": reason}))
-        }
+        Service::ManagedIdentity => Reply::json(status, json!({"statusCode": status, "message": reason})),
     };
     match fault.retry_after {
         Some(secs) => reply = reply.header("retry-after", secs.to_string()),
@@ -954,17 +848,11 @@ fn bad_parameter(message: &str) -> Reply {
 fn auth_gate(shared: &Shared, req: &Req) -> Result<(), Reply> {
     let token = req
         .header("authorization")
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return Err(unauthorized(
-            shared,
-            "AKV10000: Request is missing a Bearer or PoP token.",
-        ));
+        return Err(unauthorized(shared, "AKV10000: Request is missing a Bearer or PoP token."));
     };
     let info = shared.lock().tokens.get(token).cloned();
     let expected = normalize_audience(&shared.cfg.challenge_resource);
@@ -973,15 +861,10 @@ fn auth_gate(shared: &Shared, req: &Req) -> Result<(), Reply> {
             shared,
             "AKV10032: Invalid issuer or signature. The token was not issued by this emulator.",
         )),
-        Some(t) if t.expires_at <= now() => {
-            Err(unauthorized(shared, "AKV10032: Token is expired."))
-        }
+        Some(t) if t.expires_at <= now() => Err(unauthorized(shared, "AKV10032: Token is expired.")),
         Some(t) if t.audience != expected => Err(unauthorized(
             shared,
-            &format!(
-                "AKV10022: Invalid audience. Expected {expected}, found: {}.",
-                t.audience
-            ),
+            &format!("AKV10022: Invalid audience. Expected {expected}, found: {}.", t.audience),
         )),
         Some(_) => Ok(()),
     }
@@ -1057,21 +940,11 @@ fn vault_route(shared: &Shared, req: &Req) -> Reply {
 }
 
 fn method_not_allowed(m: &Method) -> Reply {
-    Reply::kv_error(
-        405,
-        "MethodNotAllowed",
-        &format!("Method {m} is not allowed for this resource."),
-        None,
-    )
+    Reply::kv_error(405, "MethodNotAllowed", &format!("Method {m} is not allowed for this resource."), None)
 }
 
 fn not_found_path() -> Reply {
-    Reply::kv_error(
-        404,
-        "NotFound",
-        "The requested resource was not found.",
-        None,
-    )
+    Reply::kv_error(404, "NotFound", "The requested resource was not found.", None)
 }
 
 #[derive(Deserialize)]
@@ -1102,9 +975,7 @@ fn put_secret(shared: &Shared, req: &Req, name: &str) -> Reply {
     let body: SetBody = match serde_json::from_slice(&req.body) {
         Ok(b) => b,
         Err(_) => {
-            return bad_parameter(
-                "The request body is not a valid SecretSetParameters JSON document.",
-            );
+            return bad_parameter("The request body is not a valid SecretSetParameters JSON document.");
         }
     };
     let Some(value) = body.value else {
@@ -1132,17 +1003,9 @@ fn put_secret(shared: &Shared, req: &Req, name: &str) -> Reply {
         );
         return Reply::kv_error(409, "Conflict", &msg, Some("ObjectIsDeletedButRecoverable"));
     }
-    let entry = st.secrets.entry(key).or_insert_with(|| SecretEntry {
-        name: name.to_owned(),
-        versions: Vec::new(),
-    });
+    let entry = st.secrets.entry(key).or_insert_with(|| SecretEntry { name: name.to_owned(), versions: Vec::new() });
     entry.versions.push(version);
-    let bundle = secret_bundle(
-        &req.host,
-        &entry.name,
-        entry.versions.last().expect("just pushed"),
-        true,
-    );
+    let bundle = secret_bundle(&req.host, &entry.name, entry.versions.last().expect("just pushed"), true);
     Reply::json(200, bundle)
 }
 
@@ -1176,9 +1039,7 @@ fn patch_secret(shared: &Shared, req: &Req, name: &str, version: Option<&str>) -
     let body: PatchBody = match serde_json::from_slice(&req.body) {
         Ok(b) => b,
         Err(_) => {
-            return bad_parameter(
-                "The request body is not a valid SecretUpdateParameters JSON document.",
-            );
+            return bad_parameter("The request body is not a valid SecretUpdateParameters JSON document.");
         }
     };
     let mut st = shared.lock();
@@ -1188,10 +1049,7 @@ fn patch_secret(shared: &Shared, req: &Req, name: &str, version: Option<&str>) -
     let display = entry.name.clone();
     let idx = match version {
         None => entry.versions.len().checked_sub(1),
-        Some(v) => entry
-            .versions
-            .iter()
-            .position(|x| x.id.eq_ignore_ascii_case(v)),
+        Some(v) => entry.versions.iter().position(|x| x.id.eq_ignore_ascii_case(v)),
     };
     let Some(idx) = idx else {
         return secret_not_found(&format!("{name}/{}", version.unwrap_or_default()));
@@ -1220,11 +1078,7 @@ fn patch_secret(shared: &Shared, req: &Req, name: &str, version: Option<&str>) -
 }
 
 fn deleted_bundle(host: &str, d: &DeletedEntry) -> Value {
-    let v = d
-        .entry
-        .versions
-        .last()
-        .expect("deleted secret has a version");
+    let v = d.entry.versions.last().expect("deleted secret has a version");
     let mut b = secret_bundle(host, &d.entry.name, v, false);
     b["recoveryId"] = json!(format!("https://{host}/deletedsecrets/{}", d.entry.name));
     b["deletedDate"] = json!(d.deleted_date);
@@ -1238,22 +1092,14 @@ fn delete_secret(shared: &Shared, req: &Req, name: &str) -> Reply {
     let Some(entry) = st.secrets.remove(&key) else {
         return secret_not_found(name);
     };
-    let d = DeletedEntry {
-        entry,
-        deleted_date: now(),
-    };
+    let d = DeletedEntry { entry, deleted_date: now() };
     let body = deleted_bundle(&req.host, &d);
     st.deleted.insert(key, d);
     Reply::json(200, body)
 }
 
 fn deleted_not_found(name: &str) -> Reply {
-    Reply::kv_error(
-        404,
-        "SecretNotFound",
-        &format!("Deleted Secret not found: {name}"),
-        None,
-    )
+    Reply::kv_error(404, "SecretNotFound", &format!("Deleted Secret not found: {name}"), None)
 }
 
 fn get_deleted(shared: &Shared, req: &Req, name: &str) -> Reply {
@@ -1276,12 +1122,7 @@ fn recover_deleted(shared: &Shared, req: &Req, name: &str) -> Reply {
     let Some(d) = st.deleted.remove(&key) else {
         return deleted_not_found(name);
     };
-    let body = secret_bundle(
-        &req.host,
-        &d.entry.name,
-        d.entry.versions.last().expect("version"),
-        false,
-    );
+    let body = secret_bundle(&req.host, &d.entry.name, d.entry.versions.last().expect("version"), false);
     st.secrets.insert(key, d.entry);
     Reply::json(200, body)
 }
@@ -1337,17 +1178,13 @@ fn page_params(req: &Req) -> Result<(usize, usize), Reply> {
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
             _ => {
-                return Err(bad_parameter(&format!(
-                    "Invalid maxresults value {s}. It must be between 1 and 25."
-                )));
+                return Err(bad_parameter(&format!("Invalid maxresults value {s}. It must be between 1 and 25.")));
             }
         },
     };
     let skip = match req.param("$skiptoken") {
         None => 0,
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad_parameter("The $skiptoken parameter is invalid."))?,
+        Some(s) => s.parse::<usize>().map_err(|_| bad_parameter("The $skiptoken parameter is invalid."))?,
     };
     Ok((max, skip))
 }
@@ -1362,10 +1199,7 @@ fn page(req: &Req, items: Vec<Value>, path: &str, api_version: &str) -> Reply {
     let next = skip + value.len();
     let next_link = if next < total {
         let api = url::form_urlencoded::byte_serialize(api_version.as_bytes()).collect::<String>();
-        json!(format!(
-            "https://{}{path}?api-version={api}&$skiptoken={next}&maxresults={max}",
-            req.host
-        ))
+        json!(format!("https://{}{path}?api-version={api}&$skiptoken={next}&maxresults={max}", req.host))
     } else {
         Value::Null
     };
@@ -1379,10 +1213,7 @@ fn list_secrets(shared: &Shared, req: &Req, api_version: &str) -> Reply {
         .values()
         .filter_map(|e| {
             let v = e.versions.last()?;
-            Some(secret_item(
-                format!("https://{}/secrets/{}", req.host, e.name),
-                v,
-            ))
+            Some(secret_item(format!("https://{}/secrets/{}", req.host, e.name), v))
         })
         .collect();
     page(req, items, "/secrets", api_version)
@@ -1396,12 +1227,7 @@ fn list_versions(shared: &Shared, req: &Req, name: &str, api_version: &str) -> R
     let items = entry
         .versions
         .iter()
-        .map(|v| {
-            secret_item(
-                format!("https://{}/secrets/{}/{}", req.host, entry.name, v.id),
-                v,
-            )
-        })
+        .map(|v| secret_item(format!("https://{}/secrets/{}/{}", req.host, entry.name, v.id), v))
         .collect();
     let path = format!("/secrets/{}/versions", entry.name);
     drop(st);
@@ -1414,12 +1240,9 @@ fn list_versions(shared: &Shared, req: &Req, name: &str, api_version: &str) -> R
 fn entra_error(status: u16, error: &str, code: u32, text: &str) -> Reply {
     let trace_id = crate::new_uuid();
     let correlation_id = crate::new_uuid();
-    let timestamp = jiff::Timestamp::now()
-        .strftime("%Y-%m-%d %H:%M:%SZ")
-        .to_string();
-    let description = format!(
-        "AADSTS{code}: {text} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}"
-    );
+    let timestamp = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%SZ").to_string();
+    let description =
+        format!("AADSTS{code}: {text} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}");
     Reply::json(
         status,
         json!({
@@ -1459,18 +1282,10 @@ fn sts_token(shared: &Shared, req: &Req) -> Reply {
             400,
             "invalid_request",
             900561,
-            &format!(
-                "The endpoint only accepts POST, OPTIONS requests. Received a {} request.",
-                req.method
-            ),
+            &format!("The endpoint only accepts POST, OPTIONS requests. Received a {} request.", req.method),
         );
     }
-    let tenant = req
-        .path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
+    let tenant = req.path.trim_start_matches('/').split('/').next().unwrap_or_default();
     if tenant != cfg.tenant_id {
         return entra_error(
             400,
@@ -1481,9 +1296,7 @@ fn sts_token(shared: &Shared, req: &Req) -> Reply {
             ),
         );
     }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
-        .into_owned()
-        .collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body).into_owned().collect();
     let Some(grant_type) = form.get("grant_type") else {
         return missing_param("grant_type");
     };
@@ -1545,12 +1358,7 @@ fn sts_token(shared: &Shared, req: &Req) -> Reply {
         }
     } else if let Some(assertion) = form.get("client_assertion") {
         if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
-            return entra_error(
-                400,
-                "invalid_request",
-                50027,
-                "JWT token is invalid or malformed.",
-            );
+            return entra_error(400, "invalid_request", 50027, "JWT token is invalid or malformed.");
         }
         if assertion.trim() != cfg.federated_token.trim() {
             return entra_error(
@@ -1591,10 +1399,7 @@ async fn managed_identity(shared: &Shared, req: &Req) -> (Reply, bool) {
 }
 
 fn msi_error(status: u16, message: &str) -> Reply {
-    Reply::json(
-        status,
-        json!({"statusCode": status, "message": message, "correlationId": crate::new_uuid()}),
-    )
+    Reply::json(status, json!({"statusCode": status, "message": message, "correlationId": crate::new_uuid()}))
 }
 
 fn msi_token(shared: &Shared, req: &Req) -> Reply {
@@ -1608,10 +1413,7 @@ fn msi_token(shared: &Shared, req: &Req) -> Reply {
     if req.header("x-identity-header") != Some(cfg.identity_header.as_str()) {
         return msi_error(400, "The X-IDENTITY-HEADER header is missing or invalid.");
     }
-    if !req
-        .header("metadata")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+    if !req.header("metadata").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return msi_error(400, "Required metadata header not specified.");
     }
     if req.param("api-version") != Some(MSI_API_VERSION) {
@@ -1620,11 +1422,7 @@ fn msi_token(shared: &Shared, req: &Req) -> Reply {
     let Some(resource) = req.param("resource").filter(|r| !r.is_empty()) else {
         return msi_error(400, "Required query parameter resource not specified.");
     };
-    let identity_ok = match (
-        req.param("client_id"),
-        req.param("object_id"),
-        req.param("msi_res_id"),
-    ) {
+    let identity_ok = match (req.param("client_id"), req.param("object_id"), req.param("msi_res_id")) {
         (None, None, None) => true,
         (Some(c), None, None) => c == cfg.client_id,
         (None, Some(o), None) => o == cfg.object_id,
@@ -1661,10 +1459,7 @@ struct FaultSpec {
 }
 
 fn control(shared: &Shared, req: &Req) -> Reply {
-    let rest = req
-        .path
-        .trim_start_matches("/_emulator")
-        .trim_start_matches('/');
+    let rest = req.path.trim_start_matches("/_emulator").trim_start_matches('/');
     let segs: Vec<String> = rest.split('/').map(percent_decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = &req.method;
@@ -1742,12 +1537,8 @@ fn new_version_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-
 fn normalize_audience(a: &str) -> String {
-    a.strip_suffix("/.default")
-        .unwrap_or(a)
-        .trim_end_matches('/')
-        .to_owned()
+    a.strip_suffix("/.default").unwrap_or(a).trim_end_matches('/').to_owned()
 }
 
 fn percent_decode(s: &str) -> String {

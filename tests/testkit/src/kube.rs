@@ -146,13 +146,7 @@ use store::{Origin, Ownership, Store, WriteOpts};
 /// The user the admin token authenticates as (cluster-admin).
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// Namespaces that exist from the start.
-pub const INITIAL_NAMESPACES: &[&str] = &[
-    "default",
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    "istio-system",
-];
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease", "istio-system"];
 /// Field manager of writes made through the handle.
 pub const HANDLE_MANAGER: &str = "kube-test-server";
 /// Field manager of the simulated Deployment controller (auto-rollout and [`KubeTestServer::set_deployment_status`]).
@@ -207,17 +201,11 @@ impl Fault {
     /// Answer with `code` (409 and 404 on an object URL get the real Conflict/NotFound body of that object;
     /// 429 gets `Retry-After` and `details.retryAfterSeconds`).
     pub fn status(code: u16) -> Self {
-        Self {
-            status: Some(code),
-            ..Self::default()
-        }
+        Self { status: Some(code), ..Self::default() }
     }
     /// Only add latency, then serve normally.
     pub fn latency(d: Duration) -> Self {
-        Self {
-            latency: Some(d),
-            ..Self::default()
-        }
+        Self { latency: Some(d), ..Self::default() }
     }
     /// Apply at most `n` times (default: until cleared).
     pub fn times(mut self, n: usize) -> Self {
@@ -284,9 +272,7 @@ impl Drop for KubeTestServer {
 }
 
 fn random_hex(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
-        .collect()
+    (0..n).map(|_| format!("{:x}", rand::random::<u8>() & 0xf)).collect()
 }
 
 impl KubeTestServer {
@@ -297,9 +283,7 @@ impl KubeTestServer {
 
     /// Starts on `addr`.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind kube test server");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind kube test server");
         let ca = TestCa::new("kube-test-server CA");
         let tls = ca.server_config(&["127.0.0.1", "localhost"]);
         let (tx, _) = broadcast::channel(4096);
@@ -309,13 +293,7 @@ impl KubeTestServer {
         store.rollout_delay = Some(Duration::from_millis(200));
         let admin_token = format!("admin-{}", random_hex(32));
         let mut tokens = HashMap::new();
-        tokens.insert(
-            admin_token.clone(),
-            Identity {
-                user: ADMIN_USER.to_string(),
-                rules: None,
-            },
-        );
+        tokens.insert(admin_token.clone(), Identity { user: ADMIN_USER.to_string(), rules: None });
         let inner = Arc::new(Inner {
             store: Mutex::new(store),
             tx,
@@ -325,29 +303,18 @@ impl KubeTestServer {
             bookmark_interval: Mutex::new(Duration::from_secs(5)),
             server_address: Mutex::new(String::new()),
         });
-        let router = axum::Router::new()
-            .fallback(server::handle)
-            .with_state(inner.clone());
+        let router = axum::Router::new().fallback(server::handle).with_state(inner.clone());
         let served = serve_https(listener, tls, router);
         *inner.server_address.lock().expect("addr") = served.addr.to_string();
         tokio::spawn(rollout_loop(Arc::downgrade(&inner), rollout_rx));
         let dir = std::env::temp_dir().join(format!("kube-test-server-{}", random_hex(16)));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let kubeconfig = dir.join("kubeconfig");
-        let server = Self {
-            inner,
-            served,
-            ca,
-            admin_token,
-            dir,
-            kubeconfig,
-        };
+        let server = Self { inner, served, ca, admin_token, dir, kubeconfig };
         for ns in INITIAL_NAMESPACES {
             server.create("namespaces", "", json!({"metadata": {"name": ns}}));
         }
-        server
-            .write_kubeconfig(&server.kubeconfig, &server.admin_token.clone())
-            .expect("write kubeconfig");
+        server.write_kubeconfig(&server.kubeconfig, &server.admin_token.clone()).expect("write kubeconfig");
         server
     }
 
@@ -396,24 +363,20 @@ impl KubeTestServer {
 
     /// Registers a bearer token for `user` that may do only what `rules` grant (an empty list grants nothing).
     pub fn add_token(&self, token: &str, user: &str, rules: Vec<Rule>) {
-        self.inner.tokens.lock().expect("tokens").insert(
-            token.to_string(),
-            Identity {
-                user: user.to_string(),
-                rules: Some(rules),
-            },
-        );
+        self.inner
+            .tokens
+            .lock()
+            .expect("tokens")
+            .insert(token.to_string(), Identity { user: user.to_string(), rules: Some(rules) });
     }
 
     /// Registers a bearer token with cluster-admin rights.
     pub fn add_admin_token(&self, token: &str, user: &str) {
-        self.inner.tokens.lock().expect("tokens").insert(
-            token.to_string(),
-            Identity {
-                user: user.to_string(),
-                rules: None,
-            },
-        );
+        self.inner
+            .tokens
+            .lock()
+            .expect("tokens")
+            .insert(token.to_string(), Identity { user: user.to_string(), rules: None });
     }
 
     /// Revokes a token (requests with it then get 401).
@@ -426,10 +389,7 @@ impl KubeTestServer {
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let def = resources::by_name(resource);
         let store = self.inner.store.lock().expect("store");
-        store
-            .get(def, namespace, name)
-            .cloned()
-            .map(|o| resources::to_external(def, o))
+        store.get(def, namespace, name).cloned().map(|o| resources::to_external(def, o))
     }
 
     /// Objects of `resource` in `namespace` ("" = all namespaces), by namespace then name.
@@ -446,24 +406,15 @@ impl KubeTestServer {
     /// Creates `obj` with full server semantics (defaults, validation, uid, resourceVersion, managedFields by
     /// [`HANDLE_MANAGER`]) and notifies watchers. Panics with the `Status` on failure.
     pub fn create(&self, resource: &str, namespace: &str, obj: Value) -> Value {
-        self.try_create(resource, namespace, obj)
-            .unwrap_or_else(|e| panic!("kube test server: create failed: {e}"))
+        self.try_create(resource, namespace, obj).unwrap_or_else(|e| panic!("kube test server: create failed: {e}"))
     }
 
     /// Like [`create`](Self::create), returning the `Status` body on failure.
     pub fn try_create(&self, resource: &str, namespace: &str, obj: Value) -> Result<Value, Value> {
         let def = resources::by_name(resource);
         let mut store = self.inner.store.lock().expect("store");
-        let opts = WriteOpts {
-            manager: HANDLE_MANAGER,
-            dry_run: false,
-            subresource: None,
-            origin: Origin::Handle,
-        };
-        store
-            .create(def, namespace, obj, &opts)
-            .map(|o| resources::to_external(def, o))
-            .map_err(|e| e.body)
+        let opts = WriteOpts { manager: HANDLE_MANAGER, dry_run: false, subresource: None, origin: Origin::Handle };
+        store.create(def, namespace, obj, &opts).map(|o| resources::to_external(def, o)).map_err(|e| e.body)
     }
 
     /// Replaces the object unconditionally (any `resourceVersion` in `obj` is ignored); creates it if missing.
@@ -472,33 +423,16 @@ impl KubeTestServer {
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let mut store = self.inner.store.lock().expect("store");
         let current = store.get(def, namespace, &name).cloned();
         if current.is_none() {
             drop(store);
             return self.create(resource, namespace, obj);
         }
-        let opts = WriteOpts {
-            manager: HANDLE_MANAGER,
-            dry_run: false,
-            subresource: None,
-            origin: Origin::Handle,
-        };
+        let opts = WriteOpts { manager: HANDLE_MANAGER, dry_run: false, subresource: None, origin: Origin::Handle };
         store
-            .write(
-                def,
-                namespace,
-                &name,
-                current,
-                obj,
-                &opts,
-                Ownership::Update,
-            )
+            .write(def, namespace, &name, current, obj, &opts, Ownership::Update)
             .map(|(o, _)| resources::to_external(def, o))
             .unwrap_or_else(|e| panic!("kube test server: update failed: {}", e.body))
     }
@@ -506,12 +440,7 @@ impl KubeTestServer {
     /// Deletes the object (no-op when missing) and notifies watchers.
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) {
         let def = resources::by_name(resource);
-        let _ = self
-            .inner
-            .store
-            .lock()
-            .expect("store")
-            .delete(def, namespace, name, None, None, false);
+        let _ = self.inner.store.lock().expect("store").delete(def, namespace, name, None, None, false);
     }
 
     /// Replaces a Deployment's `status` (through the status subresource, as the controller does), e.g. to
@@ -546,11 +475,7 @@ impl KubeTestServer {
     /// Adds a fault (see [`Fault`]).
     pub fn inject_fault(&self, fault: Fault) {
         let remaining = fault.times;
-        self.inner
-            .faults
-            .lock()
-            .expect("faults")
-            .push(FaultState { fault, remaining });
+        self.inner.faults.lock().expect("faults").push(FaultState { fault, remaining });
     }
 
     /// Removes every fault.
@@ -576,8 +501,7 @@ impl KubeTestServer {
         self.requests()
             .iter()
             .filter(|r| {
-                matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
-                    && (200..300).contains(&r.status)
+                matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") && (200..300).contains(&r.status)
             })
             .count()
     }
@@ -599,36 +523,16 @@ fn set_status(inner: &Inner, namespace: &str, name: &str, status: Value) -> Resu
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    let opts = WriteOpts {
-        manager: CONTROLLER_MANAGER,
-        dry_run: false,
-        subresource: Some("status"),
-        origin: Origin::Handle,
-    };
-    store
-        .write(
-            def,
-            namespace,
-            name,
-            Some(current),
-            new,
-            &opts,
-            Ownership::Update,
-        )
-        .map(|_| ())
-        .map_err(|e| e.body)
+    let opts =
+        WriteOpts { manager: CONTROLLER_MANAGER, dry_run: false, subresource: Some("status"), origin: Origin::Handle };
+    store.write(def, namespace, name, Some(current), new, &opts, Ownership::Update).map(|_| ()).map_err(|e| e.body)
 }
 
 /// The status a Deployment controller reports once `generation` is fully rolled out.
 fn rolled_out_status(generation: i64, replicas: i64, now: &str) -> Value {
     let mut s = json!({"observedGeneration": generation});
     if replicas > 0 {
-        for k in [
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-        ] {
+        for k in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
             s[k] = json!(replicas);
         }
     }
@@ -642,10 +546,7 @@ fn rolled_out_status(generation: i64, replicas: i64, now: &str) -> Value {
 }
 
 /// The simulated Deployment controller: after the delay, reports the generation it was told about as rolled out.
-async fn rollout_loop(
-    inner: std::sync::Weak<Inner>,
-    mut rx: mpsc::UnboundedReceiver<(String, String, i64)>,
-) {
+async fn rollout_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<(String, String, i64)>) {
     while let Some((ns, name, generation)) = rx.recv().await {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -665,26 +566,14 @@ async fn rollout_loop(
             if inner.store.lock().expect("store").rollout_delay.is_none() {
                 return;
             }
-            let replicas = d
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let _ = set_status(
-                &inner,
-                &ns,
-                &name,
-                rolled_out_status(generation, replicas, &store::now_rfc3339()),
-            );
+            let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let _ = set_status(&inner, &ns, &name, rolled_out_status(generation, replicas, &store::now_rfc3339()));
         });
     }
 }
 
 impl Inner {
     fn get_deployment(&self, ns: &str, name: &str) -> Option<Value> {
-        self.store
-            .lock()
-            .expect("store")
-            .get(resources::by_name("deployments"), ns, name)
-            .cloned()
+        self.store.lock().expect("store").get(resources::by_name("deployments"), ns, name).cloned()
     }
 }

@@ -25,8 +25,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, RsaKeySize,
-    SerialNumber,
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, RsaKeySize, SerialNumber,
 };
 pub use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
 
@@ -55,12 +54,7 @@ pub enum KeyKind {
 
 impl KeyKind {
     /// Every key kind, for table-driven tests.
-    pub const ALL: [KeyKind; 4] = [
-        KeyKind::EcPkcs8,
-        KeyKind::EcSec1,
-        KeyKind::RsaPkcs8,
-        KeyKind::RsaPkcs1,
-    ];
+    pub const ALL: [KeyKind; 4] = [KeyKind::EcPkcs8, KeyKind::EcSec1, KeyKind::RsaPkcs8, KeyKind::RsaPkcs1];
 
     /// Whether this is an RSA key.
     pub fn is_rsa(self) -> bool {
@@ -87,10 +81,7 @@ impl Validity {
             Validity::Years(y) => (now - 30 * DAY, now + i64::from(y) * 365 * DAY),
             Validity::Expired => (now - 400 * DAY, now - DAY),
             Validity::NotYetValid => (now + DAY, now + 400 * DAY),
-            Validity::Window {
-                not_before,
-                not_after,
-            } => (now + not_before, now + not_after),
+            Validity::Window { not_before, not_after } => (now + not_before, now + not_after),
         }
     }
 }
@@ -129,20 +120,13 @@ impl Default for IntermediateOpts {
 impl IntermediateOpts {
     /// Default options with another key kind.
     pub fn with_key(key: KeyKind) -> Self {
-        Self {
-            key,
-            ..Self::default()
-        }
+        Self { key, ..Self::default() }
     }
 }
 
 /// The key usage of a well-formed CA certificate.
 pub fn ca_key_usage() -> Vec<KeyUsagePurpose> {
-    vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ]
+    vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature]
 }
 
 /// A self-signed root CA.
@@ -157,10 +141,7 @@ pub struct Root {
 
 impl Root {
     fn issuer(&self) -> Issuer<'static, KeyPair> {
-        Issuer::new(
-            self.params.clone(),
-            KeyPair::from_pem(&self.key_pem).expect("root key"),
-        )
+        Issuer::new(self.params.clone(), KeyPair::from_pem(&self.key_pem).expect("root key"))
     }
 
     /// The root's private key (PKCS#8 PEM), for tests that need to sign more material themselves.
@@ -172,9 +153,7 @@ impl Root {
 impl std::fmt::Debug for Root {
     // Never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Root")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Root").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -196,19 +175,14 @@ pub struct Intermediate {
 
 impl Intermediate {
     fn issuer(&self) -> Issuer<'static, KeyPair> {
-        Issuer::new(
-            self.params.clone(),
-            KeyPair::from_pem(&self.pkcs8_key_pem).expect("intermediate key"),
-        )
+        Issuer::new(self.params.clone(), KeyPair::from_pem(&self.pkcs8_key_pem).expect("intermediate key"))
     }
 }
 
 impl std::fmt::Debug for Intermediate {
     // Never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intermediate")
-            .field("key_kind", &self.key_kind)
-            .finish_non_exhaustive()
+        f.debug_struct("Intermediate").field("key_kind", &self.key_kind).finish_non_exhaustive()
     }
 }
 
@@ -323,12 +297,7 @@ impl TestPki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = ca_key_usage();
         let cert = params.self_signed(&key_pair).expect("self-sign root");
-        Root {
-            name: name.to_owned(),
-            cert_pem: cert.pem(),
-            key_pem: key_pair.serialize_pem(),
-            params,
-        }
+        Root { name: name.to_owned(), cert_pem: cert.pem(), key_pem: key_pair.serialize_pem(), params }
     }
 
     /// An intermediate signed by `root`.
@@ -343,13 +312,7 @@ impl TestPki {
 
     /// An intermediate signed by another intermediate; its `cert_chain` lists it, `parent`'s chain, then the root.
     pub fn sub_intermediate(&self, parent: &Intermediate, opts: IntermediateOpts) -> Intermediate {
-        self.issue(
-            &parent.issuer(),
-            &parent.root_cert_pem,
-            "",
-            &parent.cert_chain,
-            opts,
-        )
+        self.issue(&parent.issuer(), &parent.root_cert_pem, "", &parent.cert_chain, opts)
     }
 
     fn issue(
@@ -362,17 +325,11 @@ impl TestPki {
     ) -> Intermediate {
         let key_pair = new_key(opts.key);
         let mut params = self.base_params(&opts.common_name, opts.validity);
-        params.is_ca = if opts.is_ca {
-            IsCa::Ca(BasicConstraints::Unconstrained)
-        } else {
-            IsCa::ExplicitNoCa
-        };
+        params.is_ca = if opts.is_ca { IsCa::Ca(BasicConstraints::Unconstrained) } else { IsCa::ExplicitNoCa };
         params.key_usages = opts.key_usage.clone();
         params.extended_key_usages = opts.extended_key_usages.clone();
         params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(&key_pair, issuer)
-            .expect("sign intermediate");
+        let cert = params.signed_by(&key_pair, issuer).expect("sign intermediate");
         let cert_pem = cert.pem();
         let pkcs8_key_pem = key_pair.serialize_pem();
         let key_pem = encode_key(&key_pair, opts.key);
@@ -411,12 +368,8 @@ impl TestPki {
     fn base_params(&self, common_name: &str, validity: Validity) -> CertificateParams {
         let (nb, na) = validity.bounds(self.now);
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("certificate params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "cacerts-sync test PKI");
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::OrganizationName, "cacerts-sync test PKI");
         params.not_before = time::OffsetDateTime::from_unix_timestamp(nb).expect("not_before");
         params.not_after = time::OffsetDateTime::from_unix_timestamp(na).expect("not_after");
         params.serial_number = Some(SerialNumber::from(random_serial()));
@@ -478,9 +431,7 @@ fn der_next(d: &[u8]) -> (u8, &[u8], &[u8], &[u8]) {
         (usize::from(d[1]), 2)
     } else {
         let n = usize::from(d[1] & 0x7f);
-        let len = d[2..2 + n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = d[2..2 + n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, 2 + n)
     };
     (tag, &d[..hdr + len], &d[hdr..hdr + len], &d[hdr + len..])
@@ -492,12 +443,7 @@ fn der_encode(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
+        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend_from_slice(&bytes);
     }
@@ -555,9 +501,7 @@ mod tests {
     fn cert_der(pem: &str) -> Vec<u8> {
         use base64::Engine as _;
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap()
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
     }
 
     #[test]
@@ -584,9 +528,7 @@ mod tests {
         let inter = pki.intermediate(&pki.root_a(), IntermediateOpts::with_key(KeyKind::EcSec1));
         let der = cert_der(&inter.key_pem);
         // OID 1.2.840.10045.3.1.7 (prime256v1) inside [0].
-        let oid = [
-            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-        ];
+        let oid = [0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
         assert!(der.windows(oid.len()).any(|w| w == oid));
     }
 
@@ -595,15 +537,9 @@ mod tests {
         let pki = TestPki::new();
         let root = pki.root_a();
         let inter = pki.default_intermediate(&root);
-        assert_eq!(
-            inter.cert_chain,
-            format!("{}{}", inter.cert_pem, root.cert_pem)
-        );
+        assert_eq!(inter.cert_chain, format!("{}{}", inter.cert_pem, root.cert_pem));
         let sub = pki.sub_intermediate(&inter, IntermediateOpts::default());
-        assert_eq!(
-            sub.cert_chain,
-            format!("{}{}{}", sub.cert_pem, inter.cert_pem, root.cert_pem)
-        );
+        assert_eq!(sub.cert_chain, format!("{}{}{}", sub.cert_pem, inter.cert_pem, root.cert_pem));
     }
 
     #[test]
@@ -621,14 +557,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pki-test-{}", rand::random::<u64>()));
         let (_, ca) = TestPki::new().valid_plugin_ca();
         ca.write_dir(&dir).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("ca-key.pem")).unwrap(),
-            ca.ca_key
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("cert-chain.pem")).unwrap(),
-            ca.cert_chain
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("ca-key.pem")).unwrap(), ca.ca_key);
+        assert_eq!(std::fs::read_to_string(dir.join("cert-chain.pem")).unwrap(), ca.cert_chain);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -636,17 +566,9 @@ mod tests {
     fn validity_windows_are_relative_to_now() {
         let pki = TestPki::at(1_000_000_000);
         assert_eq!(Validity::Expired.bounds(pki.now()).1, 1_000_000_000 - DAY);
-        assert_eq!(
-            Validity::NotYetValid.bounds(pki.now()).0,
-            1_000_000_000 + DAY
-        );
-        let inter = pki.intermediate(
-            &pki.root_a(),
-            IntermediateOpts {
-                validity: Validity::Expired,
-                ..Default::default()
-            },
-        );
+        assert_eq!(Validity::NotYetValid.bounds(pki.now()).0, 1_000_000_000 + DAY);
+        let inter =
+            pki.intermediate(&pki.root_a(), IntermediateOpts { validity: Validity::Expired, ..Default::default() });
         // The DER carries UTCTime 2001-09-08 (now − 1 day = 2001-09-08T01:46:40Z).
         let der = cert_der(&inter.cert_pem);
         assert!(der.windows(12).any(|w| w == b"010908014640"));

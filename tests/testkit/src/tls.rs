@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -37,7 +37,8 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.distinguished_name.push(DnType::OrganizationName, "cacerts-sync test ground");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).expect("self-sign CA");
         let cert_pem = cert.pem();
         Self { cert_pem, issuer: Issuer::new(params, key) }
@@ -58,18 +59,15 @@ impl TestCa {
     pub fn server_config(&self, sans: &[&str]) -> Arc<rustls::ServerConfig> {
         let (cert_pem, key_pem) = self.issue_server_leaf(sans);
         let certs = rustls_pemfile_certs(&cert_pem);
-        let key = rustls::pki_types::PrivateKeyDer::try_from(
-            pem_block_der(&key_pem).expect("leaf key PEM"),
-        )
-        .expect("leaf key DER");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(pem_block_der(&key_pem).expect("leaf key PEM"))
+            .expect("leaf key DER");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server certificate");
         Arc::new(config)
     }
 
@@ -110,9 +108,7 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
     while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
         let end_marker = "-----END CERTIFICATE-----";
         let end = rest[start..].find(end_marker).expect("END CERTIFICATE") + start + end_marker.len();
-        out.push(rustls::pki_types::CertificateDer::from(
-            pem_block_der(&rest[start..end]).expect("certificate PEM"),
-        ));
+        out.push(rustls::pki_types::CertificateDer::from(pem_block_der(&rest[start..end]).expect("certificate PEM")));
         rest = &rest[end..];
     }
     out

@@ -42,15 +42,8 @@ pub(crate) const SYSTEM_METADATA: &[&str] = &[
 ];
 
 /// Fields typed as `map[string]…`: Update operations own the map itself too (`".": {}`), like the real fieldsV1.
-const MAP_FIELDS: &[&str] = &[
-    "labels",
-    "annotations",
-    "data",
-    "stringData",
-    "binaryData",
-    "matchLabels",
-    "nodeSelector",
-];
+const MAP_FIELDS: &[&str] =
+    &["labels", "annotations", "data", "stringData", "binaryData", "matchLabels", "nodeSelector"];
 
 fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
     match v {
@@ -75,9 +68,7 @@ pub(crate) fn leaves(obj: &Value, scope: Scope) -> FieldSet {
     for (k, v) in m {
         let take = match scope {
             Scope::Status => k == "status",
-            Scope::Main { ignore_status } => {
-                !(k == "apiVersion" || k == "kind" || (ignore_status && k == "status"))
-            }
+            Scope::Main { ignore_status } => !(k == "apiVersion" || k == "kind" || (ignore_status && k == "status")),
         };
         if !take {
             continue;
@@ -159,9 +150,7 @@ impl ManagedEntry {
     }
 
     fn same_owner(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource.as_deref() == subresource
+        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
     }
 }
 
@@ -194,11 +183,7 @@ fn encode_fields(fields: &FieldSet) -> Value {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let key = if first == "." {
-            ".".to_string()
-        } else {
-            format!("f:{first}")
-        };
+        let key = if first == "." { ".".to_string() } else { format!("f:{first}") };
         let child = node.entry(key).or_insert_with(|| json!({}));
         if let Some(m) = child.as_object_mut() {
             insert(m, rest);
@@ -213,10 +198,7 @@ fn encode_fields(fields: &FieldSet) -> Value {
 
 /// Reads `metadata.managedFields`.
 pub(crate) fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return Vec::new();
     };
     list.iter()
@@ -225,21 +207,13 @@ pub(crate) fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
             if let Some(f) = e.get("fieldsV1") {
                 decode_fields(f, &mut Vec::new(), &mut fields);
             }
-            let s = |k: &str| {
-                e.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             ManagedEntry {
                 manager: s("manager"),
                 operation: s("operation"),
                 api_version: s("apiVersion"),
                 time: s("time"),
-                subresource: e
-                    .get("subresource")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
                 fields,
             }
         })
@@ -286,11 +260,7 @@ pub(crate) fn track_update(
     let old_v = old.unwrap_or(&empty);
     let new_leaves = leaves(new, scope);
     let old_leaves = leaves(old_v, scope);
-    let mut changed: FieldSet = new_leaves
-        .iter()
-        .filter(|p| get(old_v, p) != get(new, p))
-        .cloned()
-        .collect();
+    let mut changed: FieldSet = new_leaves.iter().filter(|p| get(old_v, p) != get(new, p)).cloned().collect();
     for p in &new_leaves {
         for i in 1..p.len() {
             if MAP_FIELDS.contains(&p[i - 1].as_str()) && get(old_v, &p[..i]).is_none() {
@@ -300,11 +270,7 @@ pub(crate) fn track_update(
             }
         }
     }
-    let removed: FieldSet = old_leaves
-        .iter()
-        .filter(|p| get(new, p).is_none())
-        .cloned()
-        .collect();
+    let removed: FieldSet = old_leaves.iter().filter(|p| get(new, p).is_none()).cloned().collect();
     for e in entries.iter_mut() {
         e.fields.retain(|p| {
             if is_marker(p) {
@@ -314,10 +280,7 @@ pub(crate) fn track_update(
         });
     }
     if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.same_owner(manager, "Update", subresource))
-        {
+        match entries.iter_mut().find(|e| e.same_owner(manager, "Update", subresource)) {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = now.to_string();
@@ -346,11 +309,7 @@ pub(crate) struct Conflict {
 /// The 409 of a non-forced apply, worded as `fieldmanager.NewConflictError`.
 pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: conflict with {}: {}",
-            c.manager,
-            path_string(&c.path)
-        );
+        return format!("Apply failed with 1 conflict: conflict with {}: {}", c.manager, path_string(&c.path));
     }
     let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
     managers.sort();
@@ -362,11 +321,7 @@ pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
             lines.push(format!("- {}", path_string(&c.path)));
         }
     }
-    format!(
-        "Apply failed with {} conflicts: {}",
-        conflicts.len(),
-        lines.join("\n")
-    )
+    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
 fn deep_merge(dst: &mut Value, src: &Value) {
@@ -374,9 +329,7 @@ fn deep_merge(dst: &mut Value, src: &Value) {
         (Value::Object(d), Value::Object(s)) => {
             for (k, v) in s {
                 match d.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        deep_merge(existing, v)
-                    }
+                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
                     _ => {
                         d.insert(k.clone(), v.clone());
                     }
@@ -411,10 +364,7 @@ pub(crate) fn apply(
             if get(cur, p).is_none() || get(cur, p) == get(&applied, p) {
                 continue;
             }
-            for e in entries
-                .iter()
-                .filter(|e| !e.same_owner(manager, "Apply", subresource))
-            {
+            for e in entries.iter().filter(|e| !e.same_owner(manager, "Apply", subresource)) {
                 for q in &e.fields {
                     if !is_marker(q) && (q == p || q.starts_with(p)) {
                         conflicts.push((e.describe(), q.clone()));
@@ -424,10 +374,7 @@ pub(crate) fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflicts
-            .into_iter()
-            .map(|(manager, path)| Conflict { manager, path })
-            .collect());
+        return Err(conflicts.into_iter().map(|(manager, path)| Conflict { manager, path }).collect());
     }
     for (_, q) in &conflicts {
         for e in entries.iter_mut() {
@@ -454,21 +401,12 @@ pub(crate) fn apply(
             remove_path(&mut obj, p);
         }
     }
-    if let (
-        Some(a),
-        Scope::Main {
-            ignore_status: true,
-        },
-    ) = (applied.as_object_mut(), scope)
-    {
+    if let (Some(a), Scope::Main { ignore_status: true }) = (applied.as_object_mut(), scope) {
         a.remove("status");
     }
     deep_merge(&mut obj, &applied);
     let changed = previous != set;
-    match entries
-        .iter_mut()
-        .find(|e| e.same_owner(manager, "Apply", subresource))
-    {
+    match entries.iter_mut().find(|e| e.same_owner(manager, "Apply", subresource)) {
         Some(e) => {
             if changed {
                 e.time = now.to_string();
@@ -515,10 +453,7 @@ fn merge_key(field: &str) -> Option<&'static str> {
 fn clean(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
-                .map(|(k, v)| (k.clone(), clean(v)))
-                .collect(),
+            m.iter().filter(|(k, v)| !k.starts_with('$') && !v.is_null()).map(|(k, v)| (k.clone(), clean(v))).collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
         other => other.clone(),
@@ -555,22 +490,13 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
             (Some(existing @ Value::Object(_)), Value::Object(_)) => strategic_merge(existing, v),
             (Some(Value::Array(existing)), Value::Array(items)) if merge_key(k).is_some() => {
                 let key = merge_key(k).expect("merge key");
-                if items
-                    .iter()
-                    .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
-                {
-                    *existing = items
-                        .iter()
-                        .filter(|i| i.get("$patch").is_none())
-                        .map(clean)
-                        .collect();
+                if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+                    *existing = items.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect();
                     continue;
                 }
                 for item in items {
                     let id = item.get(key);
-                    let pos = existing
-                        .iter()
-                        .position(|e| id.is_some() && e.get(key) == id);
+                    let pos = existing.iter().position(|e| id.is_some() && e.get(key) == id);
                     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                     match (pos, delete) {
                         (Some(i), true) => {
@@ -591,8 +517,7 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch; the error text is what the 422 carries.
 pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
-    let ops: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
     json_patch::patch(doc, &ops).map_err(|e| e.to_string())
 }
 
@@ -619,10 +544,7 @@ mod tests {
 
     #[test]
     fn several_apply_conflicts_are_grouped_per_manager() {
-        let c = |m: &str, p: &[&str]| Conflict {
-            manager: m.into(),
-            path: p.iter().map(|s| s.to_string()).collect(),
-        };
+        let c = |m: &str, p: &[&str]| Conflict { manager: m.into(), path: p.iter().map(|s| s.to_string()).collect() };
         let msg = conflict_message(&[
             c("\"b\"", &["data", "x"]),
             c("\"a\" using v1", &["data", "y"]),
@@ -635,43 +557,17 @@ mod tests {
     #[test]
     fn update_ownership_moves_changed_fields_to_the_writer() {
         let old = json!({"metadata": {"labels": {"a": "1"}}, "data": {"k": "dg=="}});
-        let entries = track_update(
-            None,
-            &old,
-            Vec::new(),
-            "creator",
-            "v1",
-            None,
-            Scope::Main {
-                ignore_status: false,
-            },
-            "t0",
-        );
+        let entries =
+            track_update(None, &old, Vec::new(), "creator", "v1", None, Scope::Main { ignore_status: false }, "t0");
         let new = json!({"metadata": {"labels": {"a": "1"}}, "data": {"k": "dzI="}});
-        let entries = track_update(
-            Some(&old),
-            &new,
-            entries,
-            "writer",
-            "v1",
-            None,
-            Scope::Main {
-                ignore_status: false,
-            },
-            "t1",
-        );
+        let entries =
+            track_update(Some(&old), &new, entries, "writer", "v1", None, Scope::Main { ignore_status: false }, "t1");
         let owner = |p: &[&str]| {
             let p: Path = p.iter().map(|s| s.to_string()).collect();
-            entries
-                .iter()
-                .find(|e| e.fields.contains(&p))
-                .map(|e| e.manager.clone())
+            entries.iter().find(|e| e.fields.contains(&p)).map(|e| e.manager.clone())
         };
         assert_eq!(owner(&["data", "k"]).as_deref(), Some("writer"));
-        assert_eq!(
-            owner(&["metadata", "labels", "a"]).as_deref(),
-            Some("creator")
-        );
+        assert_eq!(owner(&["metadata", "labels", "a"]).as_deref(), Some("creator"));
         assert_eq!(
             encode_fields(&entries[0].fields),
             json!({"f:data": {".": {}}, "f:metadata": {"f:labels": {".": {}, "f:a": {}}}})

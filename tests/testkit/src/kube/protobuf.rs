@@ -46,11 +46,7 @@ impl<'a> Reader<'a> {
             0 => Field::Varint(self.varint()?),
             2 => {
                 let len = self.varint()? as usize;
-                let end = self
-                    .pos
-                    .checked_add(len)
-                    .filter(|e| *e <= self.buf.len())
-                    .ok_or("truncated field")?;
+                let end = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()).ok_or("truncated field")?;
                 let b = &self.buf[self.pos..end];
                 self.pos = end;
                 Field::Bytes(b)
@@ -135,10 +131,7 @@ fn secret(b: &[u8]) -> Result<Value, String> {
             (1, Field::Bytes(x)) => obj["metadata"] = object_meta(x)?,
             (2, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x)?;
-                data.insert(
-                    k,
-                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
-                );
+                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(v)));
             }
             (3, Field::Bytes(x)) => obj["type"] = json!(string(x)?),
             (4, Field::Bytes(x)) => {
@@ -171,9 +164,7 @@ fn namespace(b: &[u8]) -> Result<Value, String> {
 
 /// Decodes a protobuf request body into JSON. `Err` carries the reason for a 415/400.
 pub(crate) fn decode(body: &[u8]) -> Result<Value, String> {
-    let rest = body
-        .strip_prefix(b"k8s\0")
-        .ok_or("missing protobuf magic prefix")?;
+    let rest = body.strip_prefix(b"k8s\0").ok_or("missing protobuf magic prefix")?;
     let mut r = Reader::new(rest);
     let (mut kind, mut raw) = (String::new(), &[][..]);
     while let Some((n, f)) = r.next()? {
@@ -193,8 +184,6 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, String> {
     match kind.as_str() {
         "Secret" => secret(raw),
         "Namespace" => namespace(raw),
-        other => Err(format!(
-            "the test server cannot decode protobuf bodies of kind {other:?}; send JSON"
-        )),
+        other => Err(format!("the test server cannot decode protobuf bodies of kind {other:?}; send JSON")),
     }
 }

@@ -22,16 +22,7 @@ pub(crate) struct ResourceDef {
     pub generation: bool,
 }
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 pub(crate) static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
@@ -117,20 +108,12 @@ pub(crate) static RESOURCES: &[ResourceDef] = &[
 impl ResourceDef {
     /// `secrets`, `deployments.apps`: the `GroupResource` string used in messages.
     pub fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.to_string()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// Is this the events.k8s.io representation of the shared Event store?
@@ -141,9 +124,7 @@ impl ResourceDef {
 
 /// Finds a served resource by group, version and plural.
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES
-        .iter()
-        .find(|d| d.group == group && d.version == version && d.plural == plural)
+    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural)
 }
 
 /// Resolves the handle's resource names: `secrets`, `deployments`, `events` (core), `leases`, `namespaces`,
@@ -255,10 +236,7 @@ pub(crate) fn api_group(group: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `GET /apis/<group>/<version>`, or `None` when nothing is served there.
 pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
-        .iter()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs: Vec<&ResourceDef> = RESOURCES.iter().filter(|d| d.group == group && d.version == version).collect();
     if defs.is_empty() {
         return None;
     }
@@ -288,11 +266,7 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             }));
         }
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     let mut doc = json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources});
     if !group.is_empty() {
         doc["apiVersion"] = json!("v1");
@@ -302,11 +276,7 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
 
 /// Path of a group-version in the OpenAPI v3 index: `api/v1`, `apis/apps/v1`.
 fn openapi_gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 /// `GET /openapi/v3`: the index of per-group-version documents.
@@ -325,20 +295,14 @@ pub(crate) fn openapi_v3_index() -> Value {
 /// decide that the server validates fields itself (so it needs no client-side schema). There are no schemas
 /// and no request bodies, so `kubectl apply` computes strategic-merge patches from its compiled-in types.
 pub(crate) fn openapi_v3_doc(gv_path: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
-        .iter()
-        .filter(|d| openapi_gv_path(d.group, d.version) == gv_path)
-        .collect();
+    let defs: Vec<&ResourceDef> = RESOURCES.iter().filter(|d| openapi_gv_path(d.group, d.version) == gv_path).collect();
     if defs.is_empty() {
         return None;
     }
     let mut paths = serde_json::Map::new();
     for d in defs {
-        let prefix = if d.group.is_empty() {
-            format!("/api/{}", d.version)
-        } else {
-            format!("/apis/{}/{}", d.group, d.version)
-        };
+        let prefix =
+            if d.group.is_empty() { format!("/api/{}", d.version) } else { format!("/apis/{}/{}", d.group, d.version) };
         let item = if d.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
         } else {

@@ -40,10 +40,7 @@ fn split_top_level(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
+    out.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
@@ -56,23 +53,15 @@ impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for term in split_top_level(s) {
-            let bad = || {
-                format!(
-                    "unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=, gt, lt"
-                )
-            };
+            let bad = || format!("unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=, gt, lt");
             let req = if let Some(k) = term.strip_prefix('!') {
                 LabelReq::NotExists(k.trim().to_string())
             } else if let Some(open) = term.find('(') {
                 let head = term[..open].trim();
                 let set = parse_set(&term[open..]).ok_or_else(bad)?;
-                if let Some(k) = head
-                    .strip_suffix(" notin")
-                    .or_else(|| head.strip_suffix("notin"))
-                {
+                if let Some(k) = head.strip_suffix(" notin").or_else(|| head.strip_suffix("notin")) {
                     LabelReq::NotIn(k.trim().to_string(), set)
-                } else if let Some(k) = head.strip_suffix(" in").or_else(|| head.strip_suffix("in"))
-                {
+                } else if let Some(k) = head.strip_suffix(" in").or_else(|| head.strip_suffix("in")) {
                     LabelReq::In(k.trim().to_string(), set)
                 } else {
                     return Err(bad());
@@ -163,9 +152,7 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!(
-                    "invalid selector: '{s}'; can't understand '{term}'"
-                ));
+                return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
             };
             let field = field.trim();
             if !supported(def, field) {
@@ -229,9 +216,6 @@ mod tests {
         assert_eq!(s.single_name(), Some("istiod"));
         assert!(s.matches(&obj(json!({}))));
         assert!(FieldSelector::parse(secrets, "type!=Opaque").is_ok());
-        assert_eq!(
-            FieldSelector::parse(secrets, "spec.x=1").unwrap_err(),
-            "field label not supported: spec.x"
-        );
+        assert_eq!(FieldSelector::parse(secrets, "spec.x=1").unwrap_err(), "field label not supported: spec.x");
     }
 }

@@ -50,8 +50,7 @@ impl Rule {
         any(&self.verbs, verb)
             && (self.group == "*" || self.group == group)
             && any(&self.resources, resource)
-            && (self.resource_names.is_empty()
-                || (!name.is_empty() && self.resource_names.iter().any(|n| n == name)))
+            && (self.resource_names.is_empty() || (!name.is_empty() && self.resource_names.iter().any(|n| n == name)))
     }
 }
 
@@ -76,11 +75,7 @@ enum Route {
 }
 
 fn route(path: &str) -> Route {
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["version"] => return Route::Version,
         ["openapi", "v3"] => return Route::OpenApiV3Index,
@@ -96,19 +91,14 @@ fn route(path: &str) -> Route {
     };
     // `namespaces/{ns}/{resource}…` unless the third part is a namespace subresource (apiserver RequestInfo).
     let (namespace, rest) = match rest {
-        ["namespaces", ns, r, tail @ ..] if !matches!(*r, "status" | "finalize") => {
-            ((*ns).to_string(), {
-                let mut v = vec![*r];
-                v.extend_from_slice(tail);
-                v
-            })
-        }
+        ["namespaces", ns, r, tail @ ..] if !matches!(*r, "status" | "finalize") => ((*ns).to_string(), {
+            let mut v = vec![*r];
+            v.extend_from_slice(tail);
+            v
+        }),
         other => (String::new(), other.to_vec()),
     };
-    let Some(def) = rest
-        .first()
-        .and_then(|r| resources::find(group, version, r))
-    else {
+    let Some(def) = rest.first().and_then(|r| resources::find(group, version, r)) else {
         return Route::NotFound;
     };
     if def.namespaced == namespace.is_empty() && rest.len() > 1 {
@@ -116,47 +106,28 @@ fn route(path: &str) -> Route {
     }
     let name = rest.get(1).map(|s| (*s).to_string());
     let subresource = rest.get(2).map(|s| (*s).to_string());
-    if rest.len() > 3
-        || subresource
-            .as_deref()
-            .is_some_and(|s| s != "status" || !def.status_subresource)
-    {
+    if rest.len() > 3 || subresource.as_deref().is_some_and(|s| s != "status" || !def.status_subresource) {
         return Route::NotFound;
     }
-    Route::Resource(Target {
-        def,
-        namespace,
-        name,
-        subresource,
-    })
+    Route::Resource(Target { def, namespace, name, subresource })
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
-    let mut r = (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-        body.to_string(),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut r = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.body);
     if let Some(s) = e.retry_after {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
@@ -168,22 +139,13 @@ fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         return m.clone();
     }
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown");
-    ua.split('/')
-        .next()
-        .unwrap_or(ua)
-        .chars()
-        .take(128)
-        .collect()
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    ua.split('/').next().unwrap_or(ua).chars().take(128).collect()
 }
 
 fn parse_body(bytes: &Bytes, content_type: &str, def: &ResourceDef) -> Result<Value, ApiError> {
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return super::protobuf::decode(bytes)
-            .map_err(|e| status::status(415, "UnsupportedMediaType", &e, None));
+        return super::protobuf::decode(bytes).map_err(|e| status::status(415, "UnsupportedMediaType", &e, None));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| status::bad_request(&e.to_string()))?;
     let parsed = if content_type.contains("yaml") {
@@ -205,10 +167,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let q = parse_query(&query);
     let is_watch = method == Method::GET && truthy(&q, "watch");
     let mut record = RequestRecord {
@@ -226,12 +185,7 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     response
 }
 
-async fn serve(
-    inner: &Arc<Inner>,
-    req: Request,
-    q: &HashMap<String, String>,
-    record: &mut RequestRecord,
-) -> Response {
+async fn serve(inner: &Arc<Inner>, req: Request, q: &HashMap<String, String>, record: &mut RequestRecord) -> Response {
     let headers = req.headers().clone();
     let token = headers
         .get(header::AUTHORIZATION)
@@ -252,10 +206,7 @@ async fn serve(
         let mut faults = inner.faults.lock().expect("faults");
         let hit = faults.iter_mut().find(|f| {
             f.remaining != Some(0)
-                && f.fault
-                    .method
-                    .as_deref()
-                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+                && f.fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
                 && f.fault.path.as_deref().is_none_or(|p| path.contains(p))
         });
         hit.map(|f| {
@@ -276,21 +227,16 @@ async fn serve(
 
     let result = match route(&path) {
         Route::Version => Ok(json_response(200, &resources::version())),
-        Route::Api => Ok(json_response(
-            200,
-            &resources::api_versions(&inner.server_address.lock().expect("addr")),
-        )),
+        Route::Api => Ok(json_response(200, &resources::api_versions(&inner.server_address.lock().expect("addr")))),
         Route::ApiGroupList => Ok(json_response(200, &resources::api_group_list())),
-        Route::ApiGroup(g) => resources::api_group(&g)
-            .map(|d| json_response(200, &d))
-            .ok_or_else(page_not_found),
-        Route::ResourceList(g, v) => resources::api_resource_list(&g, &v)
-            .map(|d| json_response(200, &d))
-            .ok_or_else(page_not_found),
+        Route::ApiGroup(g) => resources::api_group(&g).map(|d| json_response(200, &d)).ok_or_else(page_not_found),
+        Route::ResourceList(g, v) => {
+            resources::api_resource_list(&g, &v).map(|d| json_response(200, &d)).ok_or_else(page_not_found)
+        }
         Route::OpenApiV3Index => Ok(json_response(200, &resources::openapi_v3_index())),
-        Route::OpenApiV3(gv) => resources::openapi_v3_doc(&gv)
-            .map(|d| json_response(200, &d))
-            .ok_or_else(page_not_found),
+        Route::OpenApiV3(gv) => {
+            resources::openapi_v3_doc(&gv).map(|d| json_response(200, &d)).ok_or_else(page_not_found)
+        }
         Route::NotFound => Err(page_not_found()),
         Route::Resource(t) => resource_request(inner, req, q, &identity, t).await,
     };
@@ -299,35 +245,18 @@ async fn serve(
 
 /// 404 for a path nothing serves (the apiserver's body for unknown paths).
 fn page_not_found() -> ApiError {
-    status::status(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-        Some(json!({})),
-    )
+    status::status(404, "NotFound", "the server could not find the requested resource", Some(json!({})))
 }
 
 fn fault_error(code: u16, f: &Fault, path: &str) -> ApiError {
     let mut e = match (code, route(path)) {
-        (
-            409,
-            Route::Resource(Target {
-                def, name: Some(n), ..
-            }),
-        ) if f.message.is_none() => status::conflict(def, &n),
-        (
-            404,
-            Route::Resource(Target {
-                def, name: Some(n), ..
-            }),
-        ) if f.message.is_none() => status::not_found(def, &n),
+        (409, Route::Resource(Target { def, name: Some(n), .. })) if f.message.is_none() => status::conflict(def, &n),
+        (404, Route::Resource(Target { def, name: Some(n), .. })) if f.message.is_none() => status::not_found(def, &n),
         (429, _) => {
             let mut e = status::status(
                 429,
                 "TooManyRequests",
-                f.message
-                    .as_deref()
-                    .unwrap_or("Too many requests, please try again later."),
+                f.message.as_deref().unwrap_or("Too many requests, please try again later."),
                 Some(json!({"retryAfterSeconds": f.retry_after.unwrap_or(1)})),
             );
             e.retry_after = Some(f.retry_after.unwrap_or(1));
@@ -349,20 +278,10 @@ fn authorize(identity: &Identity, verb: &str, t: &Target, name: &str) -> Result<
         Some(s) => format!("{}/{s}", t.def.plural),
         None => t.def.plural.to_string(),
     };
-    if rules
-        .iter()
-        .any(|r| r.allows(verb, t.def.group, &resource, name))
-    {
+    if rules.iter().any(|r| r.allows(verb, t.def.group, &resource, name)) {
         return Ok(());
     }
-    Err(status::forbidden(
-        t.def,
-        name,
-        &identity.user,
-        verb,
-        t.subresource.as_deref(),
-        &t.namespace,
-    ))
+    Err(status::forbidden(t.def, name, &identity.user, verb, t.subresource.as_deref(), &t.namespace))
 }
 
 async fn resource_request(
@@ -374,11 +293,7 @@ async fn resource_request(
 ) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let headers = req.headers().clone();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = axum::body::to_bytes(req.into_body(), 16 << 20)
         .await
         .map_err(|e| status::bad_request(&format!("failed to read the request body: {e}")))?;
@@ -390,32 +305,19 @@ async fn resource_request(
         ("GET", Some(name)) => {
             authorize(identity, "get", &t, &name)?;
             let store = inner.store.lock().expect("store");
-            let obj = store
-                .get(def, &ns, &name)
-                .cloned()
-                .ok_or_else(|| status::not_found(def, &name))?;
+            let obj = store.get(def, &ns, &name).cloned().ok_or_else(|| status::not_found(def, &name))?;
             let obj = resources::to_external(def, obj);
             if wants_table(&headers) {
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                return Ok(json_response(
-                    200,
-                    &super::table::render(def, &[obj], &rv, include_object(q)),
-                ));
+                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+                return Ok(json_response(200, &super::table::render(def, &[obj], &rv, include_object(q))));
             }
             Ok(json_response(200, &obj))
         }
         ("GET", None) => {
-            let labels =
-                LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
-                    .map_err(|e| status::bad_request(&e))?;
-            let fields = FieldSelector::parse(
-                def,
-                q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-            )
-            .map_err(|e| status::bad_request(&e))?;
+            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+                .map_err(|e| status::bad_request(&e))?;
+            let fields = FieldSelector::parse(def, q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+                .map_err(|e| status::bad_request(&e))?;
             let watch = truthy(q, "watch");
             let verb = if watch { "watch" } else { "list" };
             authorize(identity, verb, &t, fields.single_name().unwrap_or(""))?;
@@ -463,12 +365,7 @@ async fn resource_request(
             check_body_namespace(&obj, &ns)?;
             let manager = manager_of(q, &headers);
             let mut store = inner.store.lock().expect("store");
-            let opts = WriteOpts {
-                manager: &manager,
-                dry_run,
-                subresource: None,
-                origin: Origin::Body,
-            };
+            let opts = WriteOpts { manager: &manager, dry_run, subresource: None, origin: Origin::Body };
             let created = store.create(def, &ns, obj, &opts)?;
             Ok(json_response(201, &resources::to_external(def, created)))
         }
@@ -476,10 +373,7 @@ async fn resource_request(
             authorize(identity, "update", &t, &name)?;
             let obj = parse_body(&body, &content_type, def)?;
             check_body_namespace(&obj, &ns)?;
-            let body_name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let body_name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
             if body_name != name {
                 return Err(status::bad_request(&format!(
                     "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -491,50 +385,22 @@ async fn resource_request(
             if current.is_none() && (!def.create_on_update || sub.is_some()) {
                 return Err(status::not_found(def, &name));
             }
-            let opts = WriteOpts {
-                manager: &manager,
-                dry_run,
-                subresource: sub.as_deref(),
-                origin: Origin::Body,
-            };
-            let (obj, created) =
-                store.write(def, &ns, &name, current, obj, &opts, Ownership::Update)?;
-            Ok(json_response(
-                if created { 201 } else { 200 },
-                &resources::to_external(def, obj),
-            ))
+            let opts = WriteOpts { manager: &manager, dry_run, subresource: sub.as_deref(), origin: Origin::Body };
+            let (obj, created) = store.write(def, &ns, &name, current, obj, &opts, Ownership::Update)?;
+            Ok(json_response(if created { 201 } else { 200 }, &resources::to_external(def, obj)))
         }
         ("PATCH", Some(name)) => {
             authorize(identity, "patch", &t, &name)?;
-            patch_request(
-                inner,
-                def,
-                &ns,
-                &name,
-                sub.as_deref(),
-                &content_type,
-                &body,
-                q,
-                &headers,
-                dry_run,
-            )
+            patch_request(inner, def, &ns, &name, sub.as_deref(), &content_type, &body, q, &headers, dry_run)
         }
         ("DELETE", Some(name)) => {
             authorize(identity, "delete", &t, &name)?;
-            let opts: Value = if body.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_slice(&body).unwrap_or(json!({}))
-            };
-            let pre_rv = opts
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str);
+            let opts: Value =
+                if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(json!({})) };
+            let pre_rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
             let pre_uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
-            let dry = dry_run
-                || opts
-                    .get("dryRun")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| a.iter().any(|v| v == "All"));
+            let dry =
+                dry_run || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
             let mut store = inner.store.lock().expect("store");
             let deleted = store.delete(def, &ns, &name, pre_rv, pre_uid, dry)?;
             if def.plural == "namespaces" {
@@ -561,23 +427,15 @@ async fn resource_request(
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(super::table::wants_table)
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(super::table::wants_table)
 }
 
 fn include_object(q: &HashMap<String, String>) -> &str {
-    q.get("includeObject")
-        .map(String::as_str)
-        .unwrap_or("PartialObjectMetadata")
+    q.get("includeObject").map(String::as_str).unwrap_or("PartialObjectMetadata")
 }
 
 fn check_body_namespace(obj: &Value, ns: &str) -> Result<(), ApiError> {
-    let body_ns = obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let body_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     if !body_ns.is_empty() && body_ns != ns {
         return Err(status::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
@@ -603,13 +461,8 @@ fn patch_request(
     let text = std::str::from_utf8(body).map_err(|e| status::bad_request(&e.to_string()))?;
     let mut store = inner.store.lock().expect("store");
     let current = store.get(def, ns, name).cloned();
-    let scope = if sub == Some("status") {
-        Scope::Status
-    } else {
-        Scope::Main {
-            ignore_status: def.status_subresource,
-        }
-    };
+    let scope =
+        if sub == Some("status") { Scope::Status } else { Scope::Main { ignore_status: def.status_subresource } };
     if media == "application/apply-patch+yaml" {
         let manager = q.get("fieldManager").cloned().unwrap_or_default();
         if manager.is_empty() {
@@ -617,14 +470,11 @@ fn patch_request(
                 "meta.k8s.io",
                 "PatchOptions",
                 "",
-                &[super::status::FieldError::required_detail(
-                    "fieldManager",
-                    "is required for apply patch",
-                )],
+                &[super::status::FieldError::required_detail("fieldManager", "is required for apply patch")],
             ));
         }
-        let applied: Value = serde_saphyr::from_str(text)
-            .map_err(|e| status::bad_request(&format!("error decoding YAML: {e}")))?;
+        let applied: Value =
+            serde_saphyr::from_str(text).map_err(|e| status::bad_request(&format!("error decoding YAML: {e}")))?;
         if !applied.is_object() {
             return Err(status::bad_request("error decoding YAML: not an object"));
         }
@@ -633,10 +483,7 @@ fn patch_request(
         }
         let force = truthy(q, "force");
         let current_ext = current.clone().map(|c| resources::to_external(def, c));
-        let entries = current
-            .as_ref()
-            .map(patch::read_managed)
-            .unwrap_or_default();
+        let entries = current.as_ref().map(patch::read_managed).unwrap_or_default();
         let now = super::store::now_rfc3339();
         let (obj, entries) = patch::apply(
             current_ext.as_ref(),
@@ -658,44 +505,26 @@ fn patch_request(
                 .collect();
             status::status(409, "Conflict", &patch::conflict_message(&conflicts), Some(json!({"causes": causes})))
         })?;
-        let opts = WriteOpts {
-            manager: &manager,
-            dry_run,
-            subresource: sub,
-            origin: Origin::Patch,
-        };
-        let (obj, created) = store.write(
-            def,
-            ns,
-            name,
-            current,
-            obj,
-            &opts,
-            Ownership::Precomputed(entries),
-        )?;
-        return Ok(json_response(
-            if created { 201 } else { 200 },
-            &resources::to_external(def, obj),
-        ));
+        let opts = WriteOpts { manager: &manager, dry_run, subresource: sub, origin: Origin::Patch };
+        let (obj, created) = store.write(def, ns, name, current, obj, &opts, Ownership::Precomputed(entries))?;
+        return Ok(json_response(if created { 201 } else { 200 }, &resources::to_external(def, obj)));
     }
     let Some(current) = current else {
         return Err(status::not_found(def, name));
     };
-    let patch_doc: Value =
-        serde_json::from_str(text).map_err(|e| status::bad_request(&e.to_string()))?;
+    let patch_doc: Value = serde_json::from_str(text).map_err(|e| status::bad_request(&e.to_string()))?;
     let mut doc = resources::to_external(def, current.clone());
     match media {
         "application/merge-patch+json" => patch::merge_patch(&mut doc, &patch_doc),
         "application/strategic-merge-patch+json" => {
             if !patch_doc.is_object() {
-                return Err(status::bad_request(
-                    "unable to decode the patch: it is not a JSON object",
-                ));
+                return Err(status::bad_request("unable to decode the patch: it is not a JSON object"));
             }
             patch::strategic_merge(&mut doc, &patch_doc)
         }
-        "application/json-patch+json" => patch::json_patch(&mut doc, &patch_doc)
-            .map_err(|e| status::status(422, "Invalid", &e, None))?,
+        "application/json-patch+json" => {
+            patch::json_patch(&mut doc, &patch_doc).map_err(|e| status::status(422, "Invalid", &e, None))?
+        }
         _ => {
             return Err(status::status(
                 415,
@@ -706,12 +535,7 @@ fn patch_request(
         }
     }
     let manager = manager_of(q, headers);
-    let opts = WriteOpts {
-        manager: &manager,
-        dry_run,
-        subresource: sub,
-        origin: Origin::Patch,
-    };
+    let opts = WriteOpts { manager: &manager, dry_run, subresource: sub, origin: Origin::Patch };
     let (obj, _) = store.write(def, ns, name, Some(current), doc, &opts, Ownership::Update)?;
     Ok(json_response(200, &resources::to_external(def, obj)))
 }
@@ -726,14 +550,8 @@ fn line(kind: &str, object: &Value) -> Bytes {
 fn event_line(def: &ResourceDef, kind: &str, obj: &Value, table: Option<&str>) -> Bytes {
     match table {
         Some(include) => {
-            let rv = obj["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            line(
-                kind,
-                &super::table::render(def, std::slice::from_ref(obj), &rv, include),
-            )
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            line(kind, &super::table::render(def, std::slice::from_ref(obj), &rv, include))
         }
         None => line(kind, obj),
     }
@@ -759,9 +577,7 @@ fn watch_response(
 ) -> Result<Response, ApiError> {
     let bookmarks = truthy(q, "allowWatchBookmarks");
     let send_initial = truthy(q, "sendInitialEvents");
-    if send_initial
-        && (!bookmarks || q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan"))
-    {
+    if send_initial && (!bookmarks || q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan")) {
         return Err(status::invalid(
             "",
             "",
@@ -773,10 +589,7 @@ fn watch_response(
         ));
     }
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
     let ns_filter = ns.to_string();
     let matches = move |o: &Value, change_ns: &str| -> bool {
         (ns_filter.is_empty() || ns_filter == change_ns) && labels.matches(o) && fields.matches(o)
@@ -790,11 +603,7 @@ fn watch_response(
         if send_initial || rv_param.is_empty() || rv_param == "0" {
             for o in store.list(def, (!ns.is_empty()).then_some(ns)) {
                 let ext = resources::to_external(def, o.clone());
-                let o_ns = ext
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let o_ns = ext.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
                 if matches(&ext, &o_ns) {
                     initial.push(event_line(def, "ADDED", &ext, table.as_deref()));
                 }
@@ -804,25 +613,20 @@ fn watch_response(
             }
             (rx, current_rv)
         } else {
-            let since: u64 = rv_param.parse().map_err(|_| {
-                status::bad_request(&format!("invalid resource version: {rv_param}"))
-            })?;
+            let since: u64 =
+                rv_param.parse().map_err(|_| status::bad_request(&format!("invalid resource version: {rv_param}")))?;
             match store.changes_since(since) {
                 Err(oldest) => {
                     // The watch cache answers 200 and then a single ERROR event carrying 410 Expired.
                     let e = status::status(
                         410,
                         "Expired",
-                        &format!(
-                            "too old resource version: {since} ({})",
-                            oldest.saturating_sub(1)
-                        ),
+                        &format!("too old resource version: {since} ({})", oldest.saturating_sub(1)),
                         None,
                     );
                     initial.push(line("ERROR", &e.body));
                     drop(store);
-                    let stream =
-                        futures::stream::iter(initial.into_iter().map(Ok::<_, Infallible>));
+                    let stream = futures::stream::iter(initial.into_iter().map(Ok::<_, Infallible>));
                     return Ok(stream_response(Body::from_stream(stream)));
                 }
                 Ok(changes) => {
@@ -878,18 +682,14 @@ fn watch_response(
             }
         }
     });
-    let stream = futures::stream::unfold(out_rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
+    let stream =
+        futures::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     Ok(stream_response(Body::from_stream(stream)))
 }
 
 fn stream_response(body: Body) -> Response {
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -907,14 +707,9 @@ fn change_line(
     let obj = resources::to_external(def, c.object.clone());
     let now = matches(&obj, &c.namespace);
     match c.kind {
-        ChangeType::Added | ChangeType::Deleted => {
-            now.then(|| event_line(def, c.kind.as_str(), &obj, table))
-        }
+        ChangeType::Added | ChangeType::Deleted => now.then(|| event_line(def, c.kind.as_str(), &obj, table)),
         ChangeType::Modified => {
-            let before = c
-                .old
-                .as_ref()
-                .is_some_and(|o| matches(&resources::to_external(def, o.clone()), &c.namespace));
+            let before = c.old.as_ref().is_some_and(|o| matches(&resources::to_external(def, o.clone()), &c.namespace));
             let kind = match (before, now) {
                 (true, true) => "MODIFIED",
                 (false, true) => "ADDED",

@@ -30,11 +30,7 @@ pub(crate) fn status(code: u16, reason: &str, message: &str, details: Option<Val
         body["details"] = d;
     }
     body["code"] = json!(code);
-    ApiError {
-        code,
-        body,
-        retry_after: None,
-    }
+    ApiError { code, body, retry_after: None }
 }
 
 /// `details` as apimachinery fills them: `name` and `group` only when non-empty, `kind` = the resource (plural).
@@ -52,22 +48,12 @@ pub(crate) fn details(def: &ResourceDef, name: &str) -> Value {
 
 /// 404 `secrets "nope" not found` / `deployments.apps "istiod" not found`.
 pub(crate) fn not_found(def: &ResourceDef, name: &str) -> ApiError {
-    status(
-        404,
-        "NotFound",
-        &format!("{} \"{}\" not found", def.qualified(), name),
-        Some(details(def, name)),
-    )
+    status(404, "NotFound", &format!("{} \"{}\" not found", def.qualified(), name), Some(details(def, name)))
 }
 
 /// 409 AlreadyExists on a duplicate create.
 pub(crate) fn already_exists(def: &ResourceDef, name: &str) -> ApiError {
-    status(
-        409,
-        "AlreadyExists",
-        &format!("{} \"{}\" already exists", def.qualified(), name),
-        Some(details(def, name)),
-    )
+    status(409, "AlreadyExists", &format!("{} \"{}\" already exists", def.qualified(), name), Some(details(def, name)))
 }
 
 /// 409 Conflict for a stale `metadata.resourceVersion` (PUT, or a patch that carries one as precondition).
@@ -85,12 +71,7 @@ pub(crate) fn conflict(def: &ResourceDef, name: &str) -> ApiError {
 }
 
 /// 409 Conflict for a failed `DeleteOptions.preconditions.resourceVersion` (`NewConflict` with the storage error text).
-pub(crate) fn delete_precondition_conflict(
-    def: &ResourceDef,
-    name: &str,
-    want: &str,
-    have: &str,
-) -> ApiError {
+pub(crate) fn delete_precondition_conflict(def: &ResourceDef, name: &str, want: &str, have: &str) -> ApiError {
     status(
         409,
         "Conflict",
@@ -128,10 +109,8 @@ pub(crate) fn forbidden(
     } else {
         format!("in the namespace \"{namespace}\"")
     };
-    let reason = format!(
-        "User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
-        def.group
-    );
+    let reason =
+        format!("User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}", def.group);
     let message = if name.is_empty() {
         format!("{} is forbidden: {reason}", def.qualified())
     } else {
@@ -150,10 +129,7 @@ pub(crate) fn method_not_supported(def: &ResourceDef, verb: &str) -> ApiError {
     status(
         405,
         "MethodNotAllowed",
-        &format!(
-            "{verb} is not supported on resources of kind \"{}\"",
-            def.qualified()
-        ),
+        &format!("{verb} is not supported on resources of kind \"{}\"", def.qualified()),
         Some(json!({"group": def.group, "kind": def.plural})),
     )
 }
@@ -176,59 +152,30 @@ impl FieldError {
         } else {
             format!("Invalid value: {quoted}: {detail}")
         };
-        Self {
-            reason: "FieldValueInvalid",
-            field: field.into(),
-            body,
-        }
+        Self { reason: "FieldValueInvalid", field: field.into(), body }
     }
     /// `field.Required(path, "")`.
     pub fn required(field: &str) -> Self {
-        Self {
-            reason: "FieldValueRequired",
-            field: field.into(),
-            body: "Required value".into(),
-        }
+        Self { reason: "FieldValueRequired", field: field.into(), body: "Required value".into() }
     }
     /// `field.Required(path, detail)`.
     pub fn required_detail(field: &str, detail: &str) -> Self {
-        Self {
-            reason: "FieldValueRequired",
-            field: field.into(),
-            body: format!("Required value: {detail}"),
-        }
+        Self { reason: "FieldValueRequired", field: field.into(), body: format!("Required value: {detail}") }
     }
     /// `field.Forbidden(path, detail)`.
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Self {
-            reason: "FieldValueForbidden",
-            field: field.into(),
-            body: format!("Forbidden: {detail}"),
-        }
+        Self { reason: "FieldValueForbidden", field: field.into(), body: format!("Forbidden: {detail}") }
     }
 }
 
 /// 422 Invalid as `errors.NewInvalid(kind, name, errs)` builds it: one error is printed bare, several in `[a, b]`.
 pub(crate) fn invalid(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> ApiError {
-    let rendered: Vec<String> = errs
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.body))
-        .collect();
-    let agg = if rendered.len() == 1 {
-        rendered[0].clone()
-    } else {
-        format!("[{}]", rendered.join(", "))
-    };
-    let qualified_kind = if group.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}.{group}")
-    };
+    let rendered: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.body)).collect();
+    let agg = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
+    let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
     let message = format!("{qualified_kind} \"{name}\" is invalid: {agg}");
-    let causes: Vec<Value> = errs
-        .iter()
-        .map(|e| json!({"reason": e.reason, "message": e.body, "field": e.field}))
-        .collect();
+    let causes: Vec<Value> =
+        errs.iter().map(|e| json!({"reason": e.reason, "message": e.body, "field": e.field})).collect();
     let mut d = serde_json::Map::new();
     if !name.is_empty() {
         d.insert("name".into(), json!(name));
@@ -246,38 +193,17 @@ pub(crate) fn invalid(group: &str, kind: &str, name: &str, errs: &[FieldError]) 
 /// A `Status` for an injected fault: the reason apimachinery pairs with `code`.
 pub(crate) fn for_code(code: u16, message: Option<&str>) -> ApiError {
     let (reason, default_message) = match code {
-        400 => (
-            "BadRequest",
-            "the server rejected our request for an unknown reason",
-        ),
+        400 => ("BadRequest", "the server rejected our request for an unknown reason"),
         401 => ("Unauthorized", "Unauthorized"),
         403 => ("Forbidden", "forbidden"),
-        404 => (
-            "NotFound",
-            "the server could not find the requested resource",
-        ),
-        405 => (
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        ),
+        404 => ("NotFound", "the server could not find the requested resource"),
+        405 => ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
         409 => ("Conflict", "the server reported a conflict"),
         410 => ("Expired", "the resource version is too old"),
-        422 => (
-            "Invalid",
-            "the server rejected our request due to an error in our request",
-        ),
-        429 => (
-            "TooManyRequests",
-            "the server has received too many requests and has asked us to try again later",
-        ),
-        500 => (
-            "InternalError",
-            "an error on the server (\"\") has prevented the request from succeeding",
-        ),
-        503 => (
-            "ServiceUnavailable",
-            "the server is currently unable to handle the request",
-        ),
+        422 => ("Invalid", "the server rejected our request due to an error in our request"),
+        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
+        500 => ("InternalError", "an error on the server (\"\") has prevented the request from succeeding"),
+        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
         504 => (
             "Timeout",
             "the server was unable to return a response in the time allotted, but may still be processing the request",

@@ -90,9 +90,7 @@ pub(crate) struct Store {
 /// `2026-11-26T22:08:50Z`: metav1.Time has second precision.
 pub(crate) fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second())
-        .expect("timestamp")
-        .to_string()
+    jiff::Timestamp::from_second(now.as_second()).expect("timestamp").to_string()
 }
 
 fn new_uid() -> String {
@@ -102,9 +100,7 @@ fn new_uid() -> String {
 fn random_suffix() -> String {
     // apimachinery's `utilrand.String(5)` alphabet (no vowels, no confusable characters).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
-        .collect()
+    (0..5).map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char).collect()
 }
 
 /// Go's `base64.StdEncoding.Decode` error offset (`CorruptInputError`), for the exact "illegal base64 data at
@@ -178,8 +174,7 @@ const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lowe
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -189,16 +184,11 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 fn is_config_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
-    obj.get("metadata")
-        .and_then(|m| m.get(key))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
@@ -225,17 +215,14 @@ impl Store {
     /// A stored object.
     pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Option<&Value> {
         let ns = if def.namespaced { ns } else { "" };
-        self.objects
-            .get(&(def.storage, ns.to_string(), name.to_string()))
+        self.objects.get(&(def.storage, ns.to_string(), name.to_string()))
     }
 
     /// Stored objects of `def` in `ns` (all namespaces when `None`), ordered by namespace then name.
     pub fn list(&self, def: &ResourceDef, ns: Option<&str>) -> Vec<&Value> {
         self.objects
             .iter()
-            .filter(|((s, n, _), _)| {
-                *s == def.storage && (!def.namespaced || ns.is_none_or(|x| x == n))
-            })
+            .filter(|((s, n, _), _)| *s == def.storage && (!def.namespaced || ns.is_none_or(|x| x == n)))
             .map(|(_, v)| v)
             .collect()
     }
@@ -282,30 +269,16 @@ impl Store {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(status::bad_request(
-                "Object 'Kind' is missing in request body",
-            ));
+            return Err(status::bad_request("Object 'Kind' is missing in request body"));
         }
         let meta = meta_mut(&mut obj);
-        let mut name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let generate = meta
-            .get("generateName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
         if name.is_empty() && !generate.is_empty() {
             name = format!("{generate}{}", random_suffix());
             meta.insert("name".into(), json!(name));
         }
-        if meta
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-        {
+        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
             return Err(status::status(
                 500,
                 "InternalError",
@@ -318,18 +291,14 @@ impl Store {
                 def.group,
                 def.kind,
                 "",
-                &[FieldError::required_detail(
-                    "metadata.name",
-                    "name or generateName is required",
-                )],
+                &[FieldError::required_detail("metadata.name", "name or generateName is required")],
             ));
         }
         self.require_namespace(def, ns)?;
         if self.get(def, ns, &name).is_some() {
             return Err(status::already_exists(def, &name));
         }
-        self.write(def, ns, &name, None, obj, opts, Ownership::Update)
-            .map(|(v, _)| v)
+        self.write(def, ns, &name, None, obj, opts, Ownership::Update).map(|(v, _)| v)
     }
 
     /// PUT / PATCH / apply: writes `new` (external representation) over the current object (`None` creates).
@@ -348,16 +317,10 @@ impl Store {
         if old.is_none() {
             self.require_namespace(def, ns)?;
         }
-        let stored_api_version = if def.is_events_v1() {
-            "v1".to_string()
-        } else {
-            def.api_version()
-        };
+        let stored_api_version = if def.is_events_v1() { "v1".to_string() } else { def.api_version() };
         let mut new = resources::to_internal(def, new);
         if !new.is_object() {
-            return Err(status::bad_request(
-                "Object 'Kind' is missing in request body",
-            ));
+            return Err(status::bad_request("Object 'Kind' is missing in request body"));
         }
         new["apiVersion"] = json!(stored_api_version);
         new["kind"] = json!(def.kind);
@@ -379,9 +342,7 @@ impl Store {
         }
         let scope = match opts.subresource {
             Some("status") => Scope::Status,
-            _ => Scope::Main {
-                ignore_status: def.status_subresource,
-            },
+            _ => Scope::Main { ignore_status: def.status_subresource },
         };
         // Status and main resource only change their own half.
         match scope {
@@ -396,9 +357,7 @@ impl Store {
                 }
                 new = base;
             }
-            Scope::Main {
-                ignore_status: true,
-            } => {
+            Scope::Main { ignore_status: true } => {
                 let prev = old.as_ref().and_then(|o| o.get("status").cloned());
                 let obj = new.as_object_mut().expect("object");
                 match prev {
@@ -410,30 +369,21 @@ impl Store {
                     }
                 }
             }
-            Scope::Main {
-                ignore_status: false,
-            } => {}
+            Scope::Main { ignore_status: false } => {}
         }
         self.normalize(def, old.as_ref(), &mut new, opts.origin)?;
         self.validate(def, name, old.as_ref(), &new)?;
         // System metadata is the server's.
         let now = now_rfc3339();
         {
-            let old_meta = old
-                .as_ref()
-                .and_then(|o| o.get("metadata"))
-                .cloned()
-                .unwrap_or(json!({}));
+            let old_meta = old.as_ref().and_then(|o| o.get("metadata")).cloned().unwrap_or(json!({}));
             let spec_changed = old.as_ref().map(|o| o.get("spec")) != Some(new.get("spec"));
             let meta = meta_mut(&mut new);
             meta.remove("selfLink");
             for k in ["uid", "creationTimestamp"] {
                 match old_meta.get(k) {
                     Some(v) => meta.insert(k.into(), v.clone()),
-                    None => meta.insert(
-                        k.into(),
-                        json!(if k == "uid" { new_uid() } else { now.clone() }),
-                    ),
+                    None => meta.insert(k.into(), json!(if k == "uid" { new_uid() } else { now.clone() })),
                 };
             }
             if def.generation {
@@ -479,10 +429,7 @@ impl Store {
         if let Some(old) = &old {
             // A write that changes nothing is not persisted: same resourceVersion, no watch event.
             let mut cmp = new.clone();
-            meta_mut(&mut cmp).insert(
-                "resourceVersion".into(),
-                old["metadata"]["resourceVersion"].clone(),
-            );
+            meta_mut(&mut cmp).insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
             if same_ignoring_times(&cmp, old) {
                 return Ok((old.clone(), false));
             }
@@ -491,38 +438,26 @@ impl Store {
         if opts.dry_run {
             meta_mut(&mut new).insert(
                 "resourceVersion".into(),
-                json!(
-                    old.as_ref()
-                        .map(|o| meta_str(o, "resourceVersion"))
-                        .unwrap_or("")
-                ),
+                json!(old.as_ref().map(|o| meta_str(o, "resourceVersion")).unwrap_or("")),
             );
             return Ok((new, created));
         }
         self.rv += 1;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.objects
-            .insert((def.storage, ns.to_string(), name.to_string()), new.clone());
+        self.objects.insert((def.storage, ns.to_string(), name.to_string()), new.clone());
         if def.storage == "deployments.apps" && scope != Scope::Status {
             let gen_changed = old.as_ref().map(|o| o["metadata"]["generation"].clone())
                 != Some(new["metadata"]["generation"].clone());
             if let (Some(_), Some(tx), true) = (self.rollout_delay, &self.rollout_tx, gen_changed) {
-                let _ = tx.send((
-                    ns.to_string(),
-                    name.to_string(),
-                    new["metadata"]["generation"].as_i64().unwrap_or(1),
-                ));
+                let _ =
+                    tx.send((ns.to_string(), name.to_string(), new["metadata"]["generation"].as_i64().unwrap_or(1)));
             }
         }
         self.record(Change {
             rv: self.rv,
             storage: def.storage,
             namespace: ns.to_string(),
-            kind: if created {
-                ChangeType::Added
-            } else {
-                ChangeType::Modified
-            },
+            kind: if created { ChangeType::Added } else { ChangeType::Modified },
             object: new.clone(),
             old,
         });
@@ -568,12 +503,7 @@ impl Store {
         }
         if def.plural == "namespaces" {
             // The namespace controller is instantaneous here: contents go first, then the namespace.
-            let keys: Vec<Key> = self
-                .objects
-                .keys()
-                .filter(|(_, n, _)| n == name)
-                .cloned()
-                .collect();
+            let keys: Vec<Key> = self.objects.keys().filter(|(_, n, _)| n == name).cloned().collect();
             for key in keys {
                 if let Some(obj) = self.objects.remove(&key) {
                     self.rv += 1;
@@ -590,8 +520,7 @@ impl Store {
                 }
             }
         }
-        self.objects
-            .remove(&(def.storage, ns.to_string(), name.to_string()));
+        self.objects.remove(&(def.storage, ns.to_string(), name.to_string()));
         self.rv += 1;
         let mut obj = current;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
@@ -621,7 +550,14 @@ impl Store {
                 let mut data = match m.remove("data") {
                     Some(Value::Object(d)) => d,
                     Some(Value::Null) | None => serde_json::Map::new(),
-                    Some(_) => return Err(self.decode_error(def, obj_json_for(m), "json: cannot unmarshal into Go struct field Secret.data of type map[string][]uint8", origin)),
+                    Some(_) => {
+                        return Err(self.decode_error(
+                            def,
+                            obj_json_for(m),
+                            "json: cannot unmarshal into Go struct field Secret.data of type map[string][]uint8",
+                            origin,
+                        ));
+                    }
                 };
                 for (k, v) in data.iter_mut() {
                     let Some(s) = v.as_str() else {
@@ -629,12 +565,18 @@ impl Store {
                             *v = json!("");
                             continue;
                         }
-                        return Err(self.decode_error(def, obj_json_for(m), &format!("json: cannot unmarshal {} into Go struct field Secret.data of type []uint8", json_type(v)), origin));
+                        return Err(self.decode_error(
+                            def,
+                            obj_json_for(m),
+                            &format!(
+                                "json: cannot unmarshal {} into Go struct field Secret.data of type []uint8",
+                                json_type(v)
+                            ),
+                            origin,
+                        ));
                     };
                     match decode_go_base64(s) {
-                        Ok(bytes) => {
-                            *v = json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-                        }
+                        Ok(bytes) => *v = json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
                         Err(at) => {
                             let _ = k;
                             let mut full = m.clone();
@@ -651,19 +593,13 @@ impl Store {
                 if let Some(Value::Object(sd)) = m.remove("stringData") {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or_default();
-                        data.insert(
-                            k,
-                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
-                        );
+                        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
                     }
                 }
                 if !data.is_empty() {
                     m.insert("data".into(), Value::Object(data));
                 }
-                if m.get("type")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
+                if m.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
                     m.insert("type".into(), json!("Opaque"));
                 }
             }
@@ -688,7 +624,9 @@ impl Store {
                 spec.entry("replicas").or_insert(json!(1));
                 spec.entry("revisionHistoryLimit").or_insert(json!(10));
                 spec.entry("progressDeadlineSeconds").or_insert(json!(600));
-                spec.entry("strategy").or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+                spec.entry("strategy").or_insert(
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                );
                 if old.is_none() && obj.get("status").is_none() {
                     obj["status"] = json!({});
                 }
@@ -698,21 +636,10 @@ impl Store {
         Ok(())
     }
 
-    fn decode_error(
-        &self,
-        def: &ResourceDef,
-        patched: Value,
-        detail: &str,
-        origin: Origin,
-    ) -> ApiError {
+    fn decode_error(&self, def: &ResourceDef, patched: Value, detail: &str, origin: Origin) -> ApiError {
         match origin {
             // `runtime.DecodeInto` of the patched object fails: NewInvalid with an empty GroupKind and name.
-            Origin::Patch => status::invalid(
-                "",
-                "",
-                "",
-                &[FieldError::invalid("patch", &patched.to_string(), detail)],
-            ),
+            Origin::Patch => status::invalid("", "", "", &[FieldError::invalid("patch", &patched.to_string(), detail)]),
             Origin::Body | Origin::Handle => status::bad_request(&format!(
                 "{} in version \"{}\" cannot be handled as a {}: {detail}",
                 def.kind, def.version, def.kind
@@ -721,26 +648,12 @@ impl Store {
     }
 
     /// Validation the real strategies do for the fields cacerts-sync touches.
-    fn validate(
-        &self,
-        def: &ResourceDef,
-        name: &str,
-        old: Option<&Value>,
-        new: &Value,
-    ) -> Result<(), ApiError> {
+    fn validate(&self, def: &ResourceDef, name: &str, old: Option<&Value>, new: &Value) -> Result<(), ApiError> {
         let mut errs = Vec::new();
         if old.is_none() {
-            let ok = if def.plural == "namespaces" {
-                is_dns_label(name)
-            } else {
-                is_dns_subdomain(name)
-            };
+            let ok = if def.plural == "namespaces" { is_dns_label(name) } else { is_dns_subdomain(name) };
             if !ok {
-                let msg = if def.plural == "namespaces" {
-                    DNS1123_LABEL_MSG
-                } else {
-                    DNS1123_SUBDOMAIN_MSG
-                };
+                let msg = if def.plural == "namespaces" { DNS1123_LABEL_MSG } else { DNS1123_SUBDOMAIN_MSG };
                 errs.push(FieldError::invalid("metadata.name", name, msg));
             }
         }
@@ -753,24 +666,15 @@ impl Store {
                 }
                 if old.get("immutable").and_then(Value::as_bool) == Some(true) {
                     if new.get("immutable").and_then(Value::as_bool) != Some(true) {
-                        errs.push(FieldError::forbidden(
-                            "immutable",
-                            "field is immutable when `immutable` is set",
-                        ));
+                        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
                     }
                     if old.get("data") != new.get("data") {
-                        errs.push(FieldError::forbidden(
-                            "data",
-                            "field is immutable when `immutable` is set",
-                        ));
+                        errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
                     }
                 }
             }
             let data = new.get("data").and_then(Value::as_object);
-            for k in data
-                .map(|d| d.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default()
-            {
+            for k in data.map(|d| d.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
                 if !is_config_key(&k) {
                     errs.push(FieldError::invalid(
                         &format!("data[{k}]"),
@@ -796,11 +700,7 @@ impl Store {
         if def.storage == "events" {
             validate_event(def, old, new, &mut errs);
         }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(status::invalid(def.group, def.kind, name, &errs))
-        }
+        if errs.is_empty() { Ok(()) } else { Err(status::invalid(def.group, def.kind, name, &errs)) }
     }
 }
 
@@ -822,10 +722,7 @@ fn json_type(v: &Value) -> &'static str {
 fn same_ignoring_times(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
-        if let Some(list) = v
-            .pointer_mut("/metadata/managedFields")
-            .and_then(Value::as_array_mut)
-        {
+        if let Some(list) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
             for e in list {
                 if let Some(m) = e.as_object_mut() {
                     m.remove("time");
@@ -847,38 +744,21 @@ fn qualified_name_errors(field: &str, value: &str, errs: &mut Vec<FieldError>) {
     };
     if let Some(p) = prefix {
         if p.is_empty() {
-            errs.push(FieldError::invalid(
-                field,
-                value,
-                "prefix part must be non-empty",
-            ));
+            errs.push(FieldError::invalid(field, value, "prefix part must be non-empty"));
         } else if !is_dns_subdomain(p) {
-            errs.push(FieldError::invalid(
-                field,
-                value,
-                &format!("prefix part {DNS1123_SUBDOMAIN_MSG}"),
-            ));
+            errs.push(FieldError::invalid(field, value, &format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
         }
     }
     if name.is_empty() {
-        errs.push(FieldError::invalid(
-            field,
-            value,
-            "name part must be non-empty",
-        ));
+        errs.push(FieldError::invalid(field, value, "name part must be non-empty"));
     } else if name.len() > 63 {
-        errs.push(FieldError::invalid(
-            field,
-            value,
-            "name part must be no more than 63 characters",
-        ));
+        errs.push(FieldError::invalid(field, value, "name part must be no more than 63 characters"));
     }
     let b = name.as_bytes();
     let ok = !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if !ok {
         errs.push(FieldError::invalid(field, value, QUALIFIED_NAME_MSG));
     }
@@ -887,40 +767,19 @@ fn qualified_name_errors(field: &str, value: &str, errs: &mut Vec<FieldError>) {
 /// `ValidateEventCreate`/`ValidateEventUpdate` of the apiserver, run on the stored (core) form, hence the core
 /// field names in paths even for events.k8s.io requests (except `reportingController`).
 fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut Vec<FieldError>) {
-    let s = |v: &Value, p: &str| {
-        v.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
     let ns = s(e, "/metadata/namespace");
     let involved_ns = s(e, "/involvedObject/namespace");
     let has_event_time = !s(e, "/eventTime").is_empty();
-    let controller_field = if def.is_events_v1() {
-        "reportingController"
-    } else {
-        "reportingComponent"
-    };
+    let controller_field = if def.is_events_v1() { "reportingController" } else { "reportingComponent" };
     if !has_event_time {
-        let mismatch = if involved_ns.is_empty() {
-            !ns.is_empty() && ns != "default"
-        } else {
-            ns != involved_ns
-        };
+        let mismatch = if involved_ns.is_empty() { !ns.is_empty() && ns != "default" } else { ns != involved_ns };
         if mismatch {
-            errs.push(FieldError::invalid(
-                "involvedObject.namespace",
-                &involved_ns,
-                "does not match event.namespace",
-            ));
+            errs.push(FieldError::invalid("involvedObject.namespace", &involved_ns, "does not match event.namespace"));
         }
     } else {
         if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
-            errs.push(FieldError::invalid(
-                "involvedObject.namespace",
-                &involved_ns,
-                "does not match event.namespace",
-            ));
+            errs.push(FieldError::invalid("involvedObject.namespace", &involved_ns, "does not match event.namespace"));
         }
         let controller = s(e, "/reportingComponent");
         if controller.is_empty() {
@@ -933,19 +792,11 @@ fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut 
                 errs.push(FieldError::required(field));
             }
             if v.len() > limit {
-                errs.push(FieldError::invalid(
-                    field,
-                    "",
-                    &format!("can have at most {limit} characters"),
-                ));
+                errs.push(FieldError::invalid(field, "", &format!("can have at most {limit} characters")));
             }
         }
         if s(e, "/message").len() > 1024 {
-            errs.push(FieldError::invalid(
-                "message",
-                "",
-                "can have at most 1024 characters",
-            ));
+            errs.push(FieldError::invalid("message", "", "can have at most 1024 characters"));
         }
     }
     if !def.is_events_v1() {
@@ -954,18 +805,9 @@ fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut 
     // Strict validation of the events.k8s.io API.
     if let Some(series) = e.get("series").filter(|v| !v.is_null()) {
         if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
-            errs.push(FieldError::invalid(
-                "series.count",
-                "",
-                "should be at least 2",
-            ));
+            errs.push(FieldError::invalid("series.count", "", "should be at least 2"));
         }
-        if series
-            .get("lastObservedTime")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .is_empty()
-        {
+        if series.get("lastObservedTime").and_then(Value::as_str).unwrap_or_default().is_empty() {
             errs.push(FieldError::required("series.lastObservedTime"));
         }
     }
@@ -976,23 +818,16 @@ fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut 
             }
             let ty = s(e, "/type");
             if ty != "Normal" && ty != "Warning" {
-                errs.push(FieldError::invalid(
-                    "type",
-                    "",
-                    &format!("has invalid value: {ty}"),
-                ));
+                errs.push(FieldError::invalid("type", "", &format!("has invalid value: {ty}")));
             }
-            let source_set = e.get("source").and_then(Value::as_object).is_some_and(|m| {
-                m.values()
-                    .any(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-            });
+            let source_set = e
+                .get("source")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.values().any(|v| v.as_str().is_some_and(|s| !s.is_empty())));
             for (field, set) in [
                 ("firstTimestamp", !s(e, "/firstTimestamp").is_empty()),
                 ("lastTimestamp", !s(e, "/lastTimestamp").is_empty()),
-                (
-                    "count",
-                    e.get("count").and_then(Value::as_i64).unwrap_or(0) != 0,
-                ),
+                ("count", e.get("count").and_then(Value::as_i64).unwrap_or(0) != 0),
                 ("source", source_set),
             ] {
                 if set {
@@ -1008,15 +843,8 @@ fn validate_event(def: &ResourceDef, old: Option<&Value>, e: &Value, errs: &mut 
                 }
             }
             if e.get("involvedObject") != old.get("involvedObject") {
-                let v = e
-                    .get("involvedObject")
-                    .map(Value::to_string)
-                    .unwrap_or_default();
-                errs.push(FieldError::invalid(
-                    "involvedObject",
-                    &v,
-                    "field is immutable",
-                ));
+                let v = e.get("involvedObject").map(Value::to_string).unwrap_or_default();
+                errs.push(FieldError::invalid("involvedObject", &v, "field is immutable"));
             }
         }
     }
@@ -1033,25 +861,9 @@ mod tests {
         assert_eq!(go_base64_error(b"YQ==\n"), None, "newlines are skipped");
         assert_eq!(go_base64_error(b"!!"), Some(0));
         assert_eq!(go_base64_error(b"YWJj!"), Some(4));
-        assert_eq!(
-            go_base64_error(b"YQ="),
-            Some(3),
-            "missing second padding character: the input length"
-        );
-        assert_eq!(
-            go_base64_error(b"YWJjYQ"),
-            Some(4),
-            "unpadded tail: start of the quantum"
-        );
-        assert_eq!(
-            go_base64_error(b"YQ==x"),
-            Some(4),
-            "trailing garbage after padding"
-        );
-        assert_eq!(
-            go_base64_error(b"Y==="),
-            Some(1),
-            "padding after one character"
-        );
+        assert_eq!(go_base64_error(b"YQ="), Some(3), "missing second padding character: the input length");
+        assert_eq!(go_base64_error(b"YWJjYQ"), Some(4), "unpadded tail: start of the quantum");
+        assert_eq!(go_base64_error(b"YQ==x"), Some(4), "trailing garbage after padding");
+        assert_eq!(go_base64_error(b"Y==="), Some(1), "padding after one character");
     }
 }

@@ -7,10 +7,7 @@ use super::resources::ResourceDef;
 
 /// Does the `Accept` header ask for a Table?
 pub(crate) fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
 /// `duration.HumanDuration` of apimachinery (what the AGE column shows).
@@ -65,17 +62,10 @@ fn col(name: &str, ty: &str, priority: u8) -> Value {
 
 fn columns(def: &ResourceDef) -> Vec<Value> {
     match def.plural {
-        "secrets" => vec![
-            col("Name", "string", 0),
-            col("Type", "string", 0),
-            col("Data", "string", 0),
-            col("Age", "string", 0),
-        ],
-        "namespaces" => vec![
-            col("Name", "string", 0),
-            col("Status", "string", 0),
-            col("Age", "string", 0),
-        ],
+        "secrets" => {
+            vec![col("Name", "string", 0), col("Type", "string", 0), col("Data", "string", 0), col("Age", "string", 0)]
+        }
+        "namespaces" => vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
         "deployments" => vec![
             col("Name", "string", 0),
             col("Ready", "string", 0),
@@ -86,11 +76,7 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
             col("Images", "string", 1),
             col("Selector", "string", 1),
         ],
-        "leases" => vec![
-            col("Name", "string", 0),
-            col("Holder", "string", 0),
-            col("Age", "string", 0),
-        ],
+        "leases" => vec![col("Name", "string", 0), col("Holder", "string", 0), col("Age", "string", 0)],
         _ => vec![
             col("Last Seen", "string", 0),
             col("Type", "string", 0),
@@ -102,38 +88,21 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
 }
 
 fn cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
-    let s = |p: &str| {
-        o.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
     let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     let name = s("/metadata/name");
-    let created = age(o
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str));
+    let created = age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
     match def.plural {
         "secrets" => {
-            let count = o
-                .get("data")
-                .and_then(Value::as_object)
-                .map_or(0, |d| d.len());
+            let count = o.get("data").and_then(Value::as_object).map_or(0, |d| d.len());
             vec![json!(name), json!(s("/type")), json!(count), json!(created)]
         }
         "namespaces" => vec![json!(name), json!(s("/status/phase")), json!(created)],
         "deployments" => {
-            let containers = o
-                .pointer("/spec/template/spec/containers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let containers =
+                o.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
             let join = |k: &str| {
-                containers
-                    .iter()
-                    .filter_map(|c| c.get(k).and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                containers.iter().filter_map(|c| c.get(k).and_then(Value::as_str)).collect::<Vec<_>>().join(",")
             };
             let selector = o
                 .pointer("/spec/selector/matchLabels")
@@ -147,11 +116,7 @@ fn cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
                 .unwrap_or_default();
             vec![
                 json!(name),
-                json!(format!(
-                    "{}/{}",
-                    n("/status/readyReplicas"),
-                    n("/spec/replicas")
-                )),
+                json!(format!("{}/{}", n("/status/readyReplicas"), n("/spec/replicas"))),
                 json!(n("/status/updatedReplicas")),
                 json!(n("/status/availableReplicas")),
                 json!(created),
@@ -160,11 +125,7 @@ fn cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
                 json!(selector),
             ]
         }
-        "leases" => vec![
-            json!(name),
-            json!(s("/spec/holderIdentity")),
-            json!(created),
-        ],
+        "leases" => vec![json!(name), json!(s("/spec/holderIdentity")), json!(created)],
         _ => {
             let (obj, msg, last) = if def.is_events_v1() {
                 ("/regarding", s("/note"), "/deprecatedLastTimestamp")
@@ -174,45 +135,26 @@ fn cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
             let last = o
                 .pointer(last)
                 .and_then(Value::as_str)
-                .or_else(|| {
-                    o.pointer("/series/lastObservedTime")
-                        .and_then(Value::as_str)
-                })
+                .or_else(|| o.pointer("/series/lastObservedTime").and_then(Value::as_str))
                 .or_else(|| o.pointer("/eventTime").and_then(Value::as_str))
-                .or_else(|| {
-                    o.pointer("/metadata/creationTimestamp")
-                        .and_then(Value::as_str)
-                });
-            let object = format!(
-                "{}/{}",
-                s(&format!("{obj}/kind")).to_lowercase(),
-                s(&format!("{obj}/name"))
-            );
-            vec![
-                json!(age(last)),
-                json!(s("/type")),
-                json!(s("/reason")),
-                json!(object),
-                json!(msg),
-            ]
+                .or_else(|| o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+            let object = format!("{}/{}", s(&format!("{obj}/kind")).to_lowercase(), s(&format!("{obj}/name")));
+            vec![json!(age(last)), json!(s("/type")), json!(s("/reason")), json!(object), json!(msg)]
         }
     }
 }
 
 /// Renders `objects` (external representation, with kind/apiVersion) as a `meta.k8s.io/v1` Table.
-pub(crate) fn render(
-    def: &ResourceDef,
-    objects: &[Value],
-    resource_version: &str,
-    include_object: &str,
-) -> Value {
+pub(crate) fn render(def: &ResourceDef, objects: &[Value], resource_version: &str, include_object: &str) -> Value {
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
             let object = match include_object {
                 "Object" => o.clone(),
                 "None" => Value::Null,
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+                _ => {
+                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
+                }
             };
             json!({"cells": cells(def, o), "object": object})
         })

@@ -39,7 +39,8 @@ pub enum PassError {
 }
 
 fn invalid_message(report: &Report, waited: Option<Duration>) -> String {
-    let findings: Vec<String> = report.errors().map(|f| f.message.clone()).collect();
+    // Warnings go along: "the new bundle drops the root that anchors the live intermediate" explains the error.
+    let findings: Vec<String> = report.errors().chain(report.warnings()).map(|f| f.message.clone()).collect();
     match waited {
         Some(w) => format!(
             "material in the source is still inconsistent after waiting {} (a rotation looks half-finished): {}; cacerts was left untouched",

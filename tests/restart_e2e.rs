@@ -278,3 +278,27 @@ async fn a_root_change_never_lands_in_cacerts_while_istiod_cannot_be_tracked() {
         assert_eq!(env.recorded_fingerprint(name).as_deref(), Some(fingerprint(&rotated.root_cert).as_str()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_old_root_before_the_intermediate_moved_is_refused_and_explained() {
+    let env = Env::start().await;
+    canary(&env);
+    let a = env.pki.root_a();
+    let b = env.pki.root_b();
+    let inter_a = env.pki.default_intermediate(&a);
+    env.upload(&env.pki.plugin_ca(&[&a, &b], &inter_a));
+    assert_eq!(env.sync(&[]).await.code, 0);
+    let rv = env.secret_rv();
+    let before = generations(&env);
+    // Step 5 of the runbook run too early: root A leaves the bundle while the intermediate is still A's.
+    env.kv.set_secret("root-cert", &b.cert_pem);
+    let run = env.sync(&["--consistency-timeout", "1s"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(env.secret_rv(), rv, "cacerts untouched");
+    assert_eq!(generations(&env), before, "istiod untouched");
+    let last = run.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("drops deployed root") && last.contains("Keep both roots"),
+        "the message explains the dropped anchor: {last}"
+    );
+}

@@ -222,45 +222,19 @@ impl Restarter {
         };
         let ns = &self.config.namespace;
         let value = baseline.recorded_value();
-        for deployment in deployments.into_iter().filter(|d| recorded_fingerprint(d).is_none()) {
+        for deployment in deployments {
             let name = deployment.metadata.name.clone().unwrap_or_default();
-            let mut resource_version = deployment.metadata.resource_version.clone();
-            for attempt in 1..=MAX_CONFLICT_RETRIES {
-                // Precondition: a concurrent run may have restarted it and recorded the new root meanwhile.
-                let patch = serde_json::json!({ "metadata": {
-                    "resourceVersion": resource_version,
-                    "annotations": { ROOT_FINGERPRINT_ANNOTATION: value },
-                }});
-                let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-                match self.api.patch(&name, &params, &Patch::Merge(&patch)).await {
-                    Ok(_) => {
-                        tracing::info!(deployment = %name, fingerprint = value, "recorded the root istiod runs before changing it");
-                        break;
-                    }
-                    Err(e) if crate::k8s::status(&e) == Some(409) && attempt < MAX_CONFLICT_RETRIES => {
-                        let fresh = self
-                            .api
-                            .get_opt(&name)
-                            .await
-                            .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
-                        match fresh {
-                            Some(d) if recorded_fingerprint(&d).is_none() => {
-                                resource_version = d.metadata.resource_version
-                            }
-                            _ => break,
-                        }
-                    }
-                    Err(e) if crate::k8s::status(&e) == Some(409) => {
-                        return Err(RestartError::Conflicts { namespace: ns.clone(), name });
-                    }
-                    Err(e) => {
-                        return Err(KubeError::new(
-                            format!("record the current root fingerprint on deployment {ns}/{name}"),
-                            e,
-                        )
-                        .into());
-                    }
-                }
+            // A concurrent run may have restarted it and recorded the new root meanwhile: then nothing to pin.
+            let pinned = self
+                .patch_settled(deployment, |d| {
+                    recorded_fingerprint(d).is_none().then(|| {
+                        let patch = serde_json::json!({ "metadata": { "annotations": { ROOT_FINGERPRINT_ANNOTATION: value } } });
+                        (patch, (), format!("record the current root fingerprint on deployment {ns}/{name}"))
+                    })
+                })
+                .await?;
+            if pinned.is_some() {
+                tracing::info!(deployment = %name, fingerprint = value, "recorded the root istiod runs before changing it");
             }
         }
         Ok(())
@@ -269,76 +243,81 @@ impl Restarter {
     /// Applies the decision for one Deployment, re-deciding on a fresh read after a conflict.
     async fn apply(
         &self,
-        mut deployment: Deployment,
+        deployment: Deployment,
         fingerprint: &str,
         baseline: &Baseline,
     ) -> Result<Decision, RestartError> {
-        let ns = self.config.namespace.clone();
+        let ns = &self.config.namespace;
         let name = deployment.metadata.name.clone().unwrap_or_default();
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let decision = decide(&deployment, fingerprint, baseline, self.config.restart_on_first_run);
-            let patch = match decision {
-                Decision::UpToDate => return Ok(decision),
-                Decision::Record => serde_json::json!({
-                    "metadata": {
-                        "resourceVersion": deployment.metadata.resource_version,
-                        "annotations": { ROOT_FINGERPRINT_ANNOTATION: fingerprint },
+        let applied = self
+            .patch_settled(deployment, |d| {
+                let decision = decide(d, fingerprint, baseline, self.config.restart_on_first_run);
+                let record =
+                    serde_json::json!({ "metadata": { "annotations": { ROOT_FINGERPRINT_ANNOTATION: fingerprint } } });
+                match decision {
+                    Decision::UpToDate => None,
+                    Decision::Record => {
+                        Some((record, decision, format!("record the root fingerprint on deployment {ns}/{name}")))
                     }
-                }),
-                Decision::Restart { .. } => serde_json::json!({
-                    "metadata": {
-                        // Precondition: a concurrent run that restarted first makes this patch fail with 409.
-                        "resourceVersion": deployment.metadata.resource_version,
-                        "annotations": { ROOT_FINGERPRINT_ANNOTATION: fingerprint },
-                    },
-                    "spec": { "template": { "metadata": { "annotations": {
-                        RESTARTED_AT_ANNOTATION: restarted_at(),
-                        ROOT_FINGERPRINT_ANNOTATION: fingerprint,
-                    }}}}
-                }),
-            };
-            let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-            match self.api.patch(&name, &params, &Patch::Strategic(&patch)).await {
-                Ok(patched) => {
-                    match decision {
-                        Decision::Restart { reason } => {
-                            tracing::info!(deployment = %name, fingerprint, reason, "deployment.apps/{name} restarted");
-                            self.event(
-                                &patched,
-                                "Restarted",
-                                format!("cacerts-sync restarted istiod: {reason} (root fingerprint {fingerprint})"),
-                            )
-                            .await;
-                        }
-                        Decision::Record => {
-                            tracing::info!(deployment = %name, fingerprint, "recorded root fingerprint on deployment (first contact, no restart)");
-                        }
-                        Decision::UpToDate => {}
+                    Decision::Restart { .. } => {
+                        let mut patch = record;
+                        patch["spec"] = serde_json::json!({ "template": { "metadata": { "annotations": {
+                            RESTARTED_AT_ANNOTATION: restarted_at(),
+                            ROOT_FINGERPRINT_ANNOTATION: fingerprint,
+                        }}}});
+                        Some((patch, decision, format!("restart deployment {ns}/{name}")))
                     }
-                    return Ok(decision);
                 }
+            })
+            .await?;
+        let Some((patched, decision)) = applied else { return Ok(Decision::UpToDate) };
+        match decision {
+            Decision::Restart { reason } => {
+                tracing::info!(deployment = %name, fingerprint, reason, "deployment.apps/{name} restarted");
+                let note = format!("cacerts-sync restarted istiod: {reason} (root fingerprint {fingerprint})");
+                self.event(&patched, "Restarted", note).await;
+            }
+            Decision::Record => {
+                tracing::info!(deployment = %name, fingerprint, "recorded root fingerprint on deployment (first contact, no restart)");
+            }
+            Decision::UpToDate => {}
+        }
+        Ok(decision)
+    }
+
+    /// Patches a Deployment with its `resourceVersion` as a precondition. `plan` looks at the Deployment and
+    /// returns the patch, a value for the caller and the action for error messages, or `None` when there is
+    /// nothing to do. On 409 Conflict (someone else wrote first, e.g. a concurrent run that already restarted
+    /// it) the Deployment is read again and `plan` asked again, a bounded number of times.
+    async fn patch_settled<T>(
+        &self,
+        mut deployment: Deployment,
+        plan: impl Fn(&Deployment) -> Option<(serde_json::Value, T, String)>,
+    ) -> Result<Option<(Deployment, T)>, RestartError> {
+        let ns = &self.config.namespace;
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some((mut patch, value, action)) = plan(&deployment) else { return Ok(None) };
+            patch["metadata"]["resourceVersion"] = deployment.metadata.resource_version.clone().into();
+            match self.api.patch(&name, &params, &Patch::Strategic(&patch)).await {
+                Ok(patched) => return Ok(Some((patched, value))),
                 Err(e) if crate::k8s::status(&e) == Some(409) => {
                     tracing::info!(deployment = %name, "deployment changed while we patched it; reading it again");
-                    match self
+                    let fresh = self
                         .api
                         .get_opt(&name)
                         .await
-                        .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?
-                    {
+                        .map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
+                    match fresh {
                         Some(fresh) => deployment = fresh,
-                        None => return Ok(Decision::UpToDate),
+                        None => return Ok(None),
                     }
                 }
-                Err(e) => {
-                    let action = match decision {
-                        Decision::Record => format!("record the root fingerprint on deployment {ns}/{name}"),
-                        _ => format!("restart deployment {ns}/{name}"),
-                    };
-                    return Err(KubeError::new(action, e).into());
-                }
+                Err(e) => return Err(KubeError::new(action, e).into()),
             }
         }
-        Err(RestartError::Conflicts { namespace: ns, name })
+        Err(RestartError::Conflicts { namespace: ns.clone(), name })
     }
 
     async fn event(&self, deployment: &Deployment, reason: &str, note: String) {

@@ -213,17 +213,7 @@ impl Syncer {
                 let mut regarding = None;
                 let action = if self.config.dry_run {
                     print_diff(deployed_material.as_ref(), &fetched.material, &report, self.config.expiry_warning);
-                    match &current {
-                        None => WriteAction::Created,
-                        Some(secret) => {
-                            let changed = crate::sink::secret::changed_keys(secret, &fetched.material);
-                            if changed.is_empty() {
-                                WriteAction::Unchanged
-                            } else {
-                                WriteAction::Updated { changed, adopted: !crate::sink::secret::is_managed(secret) }
-                            }
-                        }
-                    }
+                    sink.plan(current.as_ref(), &fetched.material, self.config.adopt)?
                 } else {
                     if let Some(restarter) = restarter
                         && baseline.differs_from(root_fingerprint.as_str())

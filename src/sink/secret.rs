@@ -111,6 +111,30 @@ impl SecretSink {
             .map_err(|e| KubeError::new(format!("get secret {}/{}", self.namespace, self.name), e))
     }
 
+    /// What writing `material` over `current` would do, without writing: the type and adoption checks, then
+    /// which keys differ. `write` acts on it; `--dry-run` reports it.
+    pub fn plan(
+        &self,
+        current: Option<&Secret>,
+        material: &RawMaterial,
+        adopt: bool,
+    ) -> Result<WriteAction, SecretError> {
+        let Some(existing) = current else { return Ok(WriteAction::Created) };
+        if let Some(found) = existing.type_.as_deref().filter(|t| *t != "Opaque") {
+            return Err(SecretError::WrongType {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                found: found.into(),
+            });
+        }
+        let adopted = !is_managed(existing);
+        if adopted && !adopt {
+            return Err(SecretError::NotAdopted { namespace: self.namespace.clone(), name: self.name.clone() });
+        }
+        let changed = changed_keys(existing, material);
+        Ok(if changed.is_empty() { WriteAction::Unchanged } else { WriteAction::Updated { changed, adopted } })
+    }
+
     /// Writes `material` plus our label and `annotations` if the four keys differ from `current`.
     ///
     /// `current` is what the caller read; on a conflict the Secret is read again here.
@@ -123,31 +147,12 @@ impl SecretSink {
     ) -> Result<Written, SecretError> {
         let existed_at_start = current.is_some();
         for attempt in 1..=MAX_CONFLICT_RETRIES {
-            let result = match &current {
-                None => self.create(material, annotations).await.map(|s| (WriteAction::Created, s)),
-                Some(existing) => {
-                    if let Some(found) = existing.type_.as_deref().filter(|t| *t != "Opaque") {
-                        return Err(SecretError::WrongType {
-                            namespace: self.namespace.clone(),
-                            name: self.name.clone(),
-                            found: found.into(),
-                        });
-                    }
-                    let adopted = !is_managed(existing);
-                    if adopted && !adopt {
-                        return Err(SecretError::NotAdopted {
-                            namespace: self.namespace.clone(),
-                            name: self.name.clone(),
-                        });
-                    }
-                    let changed = changed_keys(existing, material);
-                    if changed.is_empty() {
-                        return Ok(Written { action: WriteAction::Unchanged, secret: current, existed: true });
-                    }
-                    self.patch(existing, material, annotations)
-                        .await
-                        .map(|s| (WriteAction::Updated { changed, adopted }, s))
+            let result = match (self.plan(current.as_ref(), material, adopt)?, &current) {
+                (WriteAction::Unchanged, _) => {
+                    return Ok(Written { action: WriteAction::Unchanged, secret: current, existed: true });
                 }
+                (action, Some(existing)) => self.patch(existing, material, annotations).await.map(|s| (action, s)),
+                (action, None) => self.create(material, annotations).await.map(|s| (action, s)),
             };
             match result {
                 Ok((action, secret)) => return Ok(Written { action, secret: Some(secret), existed: existed_at_start }),

@@ -252,7 +252,7 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
         mode: name.to_string(),
         reason: format!("{reason}{tried}"),
     };
-    let built: Arc<dyn TokenCredential> = match mode {
+    let (built, description): (Arc<dyn TokenCredential>, String) = match mode {
         AuthMode::WorkloadIdentity => {
             for var in ["AZURE_FEDERATED_TOKEN_FILE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"] {
                 if env(var).is_none() {
@@ -264,7 +264,9 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                     ));
                 }
             }
-            WorkloadIdentityCredential::new(None).map_err(|e| fail("workload identity", crate::error::chain(&e)))?
+            let credential = WorkloadIdentityCredential::new(None)
+                .map_err(|e| fail("workload identity", crate::error::chain(&e)))?;
+            (credential, "workload identity".into())
         }
         AuthMode::ClientSecret => {
             let (Some(tenant), Some(client), Some(secret)) =
@@ -275,37 +277,31 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                     "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET must all be set".into(),
                 ));
             };
-            ClientSecretCredential::new(&tenant, client, Secret::new(secret), None)
-                .map_err(|e| fail("service principal", crate::error::chain(&e)))?
+            let credential = ClientSecretCredential::new(&tenant, client, Secret::new(secret), None)
+                .map_err(|e| fail("service principal", crate::error::chain(&e)))?;
+            (credential, "service principal (client secret)".into())
         }
         AuthMode::ManagedIdentity => {
+            let id = config.managed_identity_client_id.clone();
             let options = ManagedIdentityCredentialOptions {
-                user_assigned_id: config.managed_identity_client_id.clone().map(UserAssignedId::ClientId),
+                user_assigned_id: id.clone().map(UserAssignedId::ClientId),
                 ..Default::default()
             };
-            ManagedIdentityCredential::new(Some(options))
-                .map_err(|e| fail("managed identity", crate::error::chain(&e)))?
+            let credential = ManagedIdentityCredential::new(Some(options))
+                .map_err(|e| fail("managed identity", crate::error::chain(&e)))?;
+            let description = match id {
+                Some(id) => format!("managed identity (user-assigned {id})"),
+                None => "managed identity".into(),
+            };
+            (credential, description)
         }
-        AuthMode::AzureCli => AzureCliCredential::new(None).map_err(|e| fail("azure cli", crate::error::chain(&e)))?,
+        AuthMode::AzureCli => {
+            (AzureCliCredential::new(None).map_err(|e| fail("azure cli", crate::error::chain(&e)))?, "azure cli".into())
+        }
         AuthMode::Auto => unreachable!("auto resolved above"),
     };
-    let description = match mode {
-        AuthMode::WorkloadIdentity => "workload identity".to_string(),
-        AuthMode::ClientSecret => "service principal (client secret)".to_string(),
-        AuthMode::ManagedIdentity => match &config.managed_identity_client_id {
-            Some(id) => format!("managed identity (user-assigned {id})"),
-            None => "managed identity".to_string(),
-        },
-        AuthMode::AzureCli => "azure cli".to_string(),
-        AuthMode::Auto => unreachable!(),
-    };
-    Ok((
-        built,
-        format!(
-            "{description}{}",
-            if config.auth == AuthMode::Auto { format!(" [auto{tried}]") } else { String::new() }
-        ),
-    ))
+    let auto = if config.auth == AuthMode::Auto { format!(" [auto{tried}]") } else { String::new() };
+    Ok((built, format!("{description}{auto}")))
 }
 
 #[cfg(test)]

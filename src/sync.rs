@@ -164,7 +164,11 @@ impl Syncer {
                 PassError::Source(_)
                     | PassError::Restart(_)
                     | PassError::Timeout(_)
-                    | PassError::Secret(SecretError::NotAdopted { .. } | SecretError::WrongType { .. })
+                    | PassError::Secret(
+                        SecretError::NotAdopted { .. }
+                            | SecretError::WrongType { .. }
+                            | SecretError::ForeignKeys { .. }
+                    )
             ) {
                 let r = k8s::reference("v1", "Secret", sink.namespace(), sink.name(), None);
                 events.warning(&r, "SyncFailed", "Sync", crate::error::chain(error)).await;
@@ -227,6 +231,17 @@ impl Syncer {
                         sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
                     match &written.action {
+                        WriteAction::Unchanged if written.labeled => {
+                            tracing::info!(
+                                namespace = sink.namespace(),
+                                secret = sink.name(),
+                                "adopted existing cacerts Secret (its data already matched the source; only the label and annotations were written)"
+                            );
+                            notes.push((
+                                "Adopted",
+                                "cacerts-sync took over this Secret; its data already matched the source".to_string(),
+                            ));
+                        }
                         WriteAction::Unchanged => {}
                         WriteAction::Created => {
                             tracing::info!(namespace = sink.namespace(), secret = sink.name(), "cacerts created");

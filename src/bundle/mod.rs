@@ -182,6 +182,18 @@ impl RawMaterial {
     }
 }
 
+// Unit tests build variants of a material with struct-update syntax (`RawMaterial { ca_key, ..base }`), which a
+// type with `Drop` does not allow; wiping memory is not observable behaviour, so only test builds of this crate go
+// without it (the binary, the integration tests and every other crate get it).
+#[cfg(not(test))]
+impl Drop for RawMaterial {
+    /// Wipes the private key when the material goes away (every clone wipes its own copy). Only the current
+    /// buffer is wiped: code that grows `ca_key` in place may leave an older allocation behind.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.ca_key);
+    }
+}
+
 impl fmt::Debug for RawMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Certificates are public, but printing them whole makes logs unreadable; lengths suffice.

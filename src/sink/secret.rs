@@ -11,6 +11,7 @@ use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use zeroize::Zeroize as _;
 
 use crate::bundle::{RawMaterial, SecretRole};
 use crate::error::{Classify, FailureClass};
@@ -33,6 +34,10 @@ pub enum SecretError {
         "secret {namespace}/{name} exists but is not managed by cacerts-sync, and --no-adopt is set; to let cacerts-sync take it over, drop --no-adopt, or label it: kubectl -n {namespace} label secret {name} {MANAGED_BY_LABEL}={MANAGER}"
     )]
     NotAdopted { namespace: String, name: String },
+    #[error(
+        "refused to write secret {namespace}/{name}: it holds {keys}, the kubernetes.io/tls layout that istiod loads in preference to the *.pem keys cacerts-sync writes, so the synced CA would be ignored; nothing was written. Remove them (kubectl -n {namespace} patch secret {name} --type=json -p '{remove}') and run again"
+    )]
+    ForeignKeys { namespace: String, name: String, keys: String, remove: String },
     #[error("failed to update secret {namespace}/{name}: it kept changing under us ({attempts} conflicting writes)")]
     Conflicts { namespace: String, name: String, attempts: u32 },
 }
@@ -42,6 +47,7 @@ impl Classify for SecretError {
         match self {
             SecretError::Kube(e) => e.class(),
             SecretError::WrongType { .. } | SecretError::NotAdopted { .. } => FailureClass::Usage,
+            SecretError::ForeignKeys { .. } => FailureClass::Invalid,
             SecretError::Conflicts { .. } => FailureClass::Transient,
         }
     }
@@ -55,6 +61,8 @@ pub struct Written {
     pub secret: Option<Secret>,
     /// Whether the Secret existed before this write.
     pub existed: bool,
+    /// The data already matched, but the Secret was not ours: only our label and annotations were written.
+    pub labeled: bool,
 }
 
 /// The `cacerts` Secret.
@@ -82,6 +90,24 @@ pub fn material_of(secret: &Secret) -> RawMaterial {
             })
             .unwrap_or_default()
     })
+}
+
+/// Keys of the `kubernetes.io/tls` layout that istiod reads instead of ours.
+///
+/// istiod (`pilot/pkg/bootstrap/istio_ca.go`, `detectSigningCABundle`) looks for `tls.crt` in the mounted
+/// `cacerts` directory first; when it exists it signs with `tls.crt` + `tls.key`, trusts `ca.crt`, and never
+/// reads `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem` or `root-cert.pem`. A `cacerts` holding them would make
+/// every sync silently ineffective. `tls.key` and `ca.crt` are refused along with `tls.crt`: without it they are
+/// ignored by istiod, but a stray copy of a private key in `cacerts` is never what an operator meant.
+pub const FOREIGN_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
+/// The [`FOREIGN_KEYS`] present in the Secret.
+pub fn foreign_keys(secret: &Secret) -> Vec<&'static str> {
+    let has = |k: &str| {
+        secret.data.as_ref().is_some_and(|d| d.contains_key(k))
+            || secret.string_data.as_ref().is_some_and(|d| d.contains_key(k))
+    };
+    FOREIGN_KEYS.into_iter().filter(|k| has(k)).collect()
 }
 
 /// Which of the four keys differ between the Secret and the material.
@@ -127,12 +153,27 @@ impl SecretSink {
                 found: found.into(),
             });
         }
+        let foreign = foreign_keys(existing);
+        if !foreign.is_empty() {
+            let remove: Vec<String> =
+                foreign.iter().map(|k| format!(r#"{{"op":"remove","path":"/data/{k}"}}"#)).collect();
+            return Err(SecretError::ForeignKeys {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                keys: foreign.join(", "),
+                remove: format!("[{}]", remove.join(",")),
+            });
+        }
+        let changed = changed_keys(existing, material);
         let adopted = !is_managed(existing);
+        if changed.is_empty() {
+            // Identical content is fine even under --no-adopt: there is nothing to write, so nothing to refuse.
+            return Ok(WriteAction::Unchanged);
+        }
         if adopted && !adopt {
             return Err(SecretError::NotAdopted { namespace: self.namespace.clone(), name: self.name.clone() });
         }
-        let changed = changed_keys(existing, material);
-        Ok(if changed.is_empty() { WriteAction::Unchanged } else { WriteAction::Updated { changed, adopted } })
+        Ok(WriteAction::Updated { changed, adopted })
     }
 
     /// Writes `material` plus our label and `annotations` if the four keys differ from `current`.
@@ -148,14 +189,27 @@ impl SecretSink {
         let existed_at_start = current.is_some();
         for attempt in 1..=MAX_CONFLICT_RETRIES {
             let result = match (self.plan(current.as_ref(), material, adopt)?, &current) {
+                (WriteAction::Unchanged, Some(existing)) if adopt && !is_managed(existing) => {
+                    // The first pass over a Secret we adopt whose data already matches: take it over (label and
+                    // annotations only), so later passes, `status` and `kubectl get -l` see it as ours.
+                    self.label(existing, annotations).await.map(|s| (WriteAction::Unchanged, s))
+                }
                 (WriteAction::Unchanged, _) => {
-                    return Ok(Written { action: WriteAction::Unchanged, secret: current, existed: true });
+                    return Ok(Written {
+                        action: WriteAction::Unchanged,
+                        secret: current,
+                        existed: true,
+                        labeled: false,
+                    });
                 }
                 (action, Some(existing)) => self.patch(existing, material, annotations).await.map(|s| (action, s)),
                 (action, None) => self.create(material, annotations).await.map(|s| (action, s)),
             };
             match result {
-                Ok((action, secret)) => return Ok(Written { action, secret: Some(secret), existed: existed_at_start }),
+                Ok((action, secret)) => {
+                    let labeled = action == WriteAction::Unchanged;
+                    return Ok(Written { action, secret: Some(secret), existed: existed_at_start, labeled });
+                }
                 // 409: AlreadyExists on create (someone created it first) or Conflict on a stale resourceVersion.
                 Err(e) if e.status() == Some(409) && attempt < MAX_CONFLICT_RETRIES => {
                     tracing::info!(attempt, error = %e, "cacerts changed while we wrote it; reading it again");
@@ -177,7 +231,7 @@ impl SecretSink {
         material: &RawMaterial,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Secret, KubeError> {
-        let secret = Secret {
+        let mut secret = Secret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
@@ -195,10 +249,29 @@ impl SecretSink {
             ..Default::default()
         };
         let params = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        self.api
+        let result = self
+            .api
             .create(&params, &secret)
             .await
-            .map_err(|e| KubeError::new(format!("create secret {}/{}", self.namespace, self.name), e))
+            .map_err(|e| KubeError::new(format!("create secret {}/{}", self.namespace, self.name), e));
+        wipe_secret_data(&mut secret);
+        result
+    }
+
+    /// Puts our label and `annotations` on a Secret whose data already matches (same precondition as `patch`).
+    async fn label(&self, existing: &Secret, annotations: &BTreeMap<String, String>) -> Result<Secret, KubeError> {
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": existing.metadata.resource_version,
+                "labels": { MANAGED_BY_LABEL: MANAGER },
+                "annotations": annotations,
+            },
+        });
+        let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        self.api
+            .patch(&self.name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| KubeError::new(format!("label secret {}/{}", self.namespace, self.name), e))
     }
 
     async fn patch(
@@ -212,7 +285,7 @@ impl SecretSink {
             .into_iter()
             .map(|r| (r.file_name().to_string(), b64.encode(material.get(r)).into()))
             .collect();
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "metadata": {
                 // A resourceVersion in a patch is a precondition: 409 Conflict if the Secret changed since we read it.
                 "resourceVersion": existing.metadata.resource_version,
@@ -222,9 +295,62 @@ impl SecretSink {
             "data": data,
         });
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-        self.api
+        let result = self
+            .api
             .patch(&self.name, &params, &Patch::Merge(&patch))
             .await
-            .map_err(|e| KubeError::new(format!("patch secret {}/{}", self.namespace, self.name), e))
+            .map_err(|e| KubeError::new(format!("patch secret {}/{}", self.namespace, self.name), e));
+        wipe_patch_data(&mut patch);
+        result
+    }
+}
+
+/// Wipes the `data` values of a Secret we built (they hold the private key) once it has been sent.
+pub(crate) fn wipe_secret_data(secret: &mut Secret) {
+    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        value.0.zeroize();
+    }
+}
+
+/// Wipes the base64 `data` strings of a patch we built once it has been sent.
+pub(crate) fn wipe_patch_data(patch: &mut serde_json::Value) {
+    if let Some(data) = patch.get_mut("data").and_then(serde_json::Value::as_object_mut) {
+        for value in data.values_mut() {
+            if let serde_json::Value::String(s) = value {
+                s.zeroize();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(data: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_built_secret_and_patch_are_wiped_after_sending() {
+        let mut built = secret(&[("ca-key.pem", "-----BEGIN PRIVATE KEY-----")]);
+        wipe_secret_data(&mut built);
+        assert!(built.data.unwrap()["ca-key.pem"].0.is_empty(), "zeroize wipes the bytes, then clears the Vec");
+        let mut patch = serde_json::json!({"metadata": {"labels": {"a": "b"}}, "data": {"ca-key.pem": "TUlJRXZR"}});
+        wipe_patch_data(&mut patch);
+        assert_eq!(patch["data"]["ca-key.pem"], "", "the base64 key is wiped");
+        assert_eq!(patch["metadata"]["labels"]["a"], "b", "metadata is left alone");
+    }
+
+    #[test]
+    fn the_tls_layout_keys_istiod_prefers_are_found() {
+        assert_eq!(
+            foreign_keys(&secret(&[("ca-cert.pem", ""), ("ca.crt", ""), ("tls.crt", "")])),
+            ["tls.crt", "ca.crt"]
+        );
+        assert!(foreign_keys(&secret(&[("ca-cert.pem", ""), ("extra.txt", "")])).is_empty());
     }
 }

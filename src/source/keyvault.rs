@@ -148,6 +148,10 @@ impl VaultSource {
                     .and_then(parse_retry_after);
                 let (class, message) = match code {
                     404 => return SourceError::NotFound { vault: self.url.clone(), name: name.into(), role },
+                    // A disabled secret is a 403 too; only the inner error code tells it from a missing permission.
+                    403 if inner_error_code(raw_response.as_deref()).as_deref() == Some("SecretDisabled") => {
+                        return SourceError::Disabled { vault: self.url.trim_end_matches('/').into(), name: name.into() };
+                    }
                     401 => (FailureClass::Auth, format!("401 {error_code}: the vault rejected our token (wrong tenant, or a token for another resource)")),
                     403 => (FailureClass::Auth, format!("403 {error_code}: the identity lacks 'get' on secrets (assign the 'Key Vault Secrets User' role or an access policy)")),
                     429 => (FailureClass::Transient, format!("429 {error_code}: throttled by Key Vault")),
@@ -197,6 +201,12 @@ impl VaultSource {
             source: Box::new(source),
         }
     }
+}
+
+/// `error.innererror.code` of a Key Vault error body (`SecretDisabled` for a GET of a disabled secret).
+fn inner_error_code(raw: Option<&azure_core::http::RawResponse>) -> Option<String> {
+    let body: azure_core::error::ErrorResponse = serde_json::from_slice(raw?.body().as_ref()).ok()?;
+    body.error?.inner_error?.code
 }
 
 /// `Retry-After` in seconds (Key Vault sends delta-seconds).

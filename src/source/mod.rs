@@ -64,6 +64,10 @@ pub enum SourceError {
         "secret {name:?} was not found in vault {vault}: check --{role}-name and that the secret exists and is enabled"
     )]
     NotFound { vault: String, name: String, role: SecretRole },
+    #[error(
+        "secret {name:?} is disabled in vault {vault}: Key Vault refuses to read a disabled secret; enable its current version (az keyvault secret set-attributes --id {vault}/secrets/{name} --enabled true) or set a new one"
+    )]
+    Disabled { vault: String, name: String },
     #[error("failed to build the Azure credential ({mode}): {reason}")]
     Credential { mode: String, reason: String },
     #[error("failed to create the Key Vault client for {vault}")]
@@ -89,6 +93,7 @@ impl Classify for SourceError {
         match self {
             SourceError::Vault { class, .. } => *class,
             SourceError::NotFound { .. }
+            | SourceError::Disabled { .. }
             | SourceError::MissingFile { .. }
             | SourceError::Client { .. }
             | SourceError::Io { .. } => FailureClass::Usage,

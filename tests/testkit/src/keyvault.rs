@@ -73,6 +73,8 @@
 //! - `PUT /_emulator/secrets/{name}` (raw body = value) → `{"name","version"}`;
 //!   `GET /_emulator/secrets/{name}/versions` → `{"versions":[…]}`;
 //! - `POST /_emulator/secrets/{name}/deny`, `POST /_emulator/secrets/{name}/allow`;
+//! - `POST /_emulator/secrets/{name}/disable`, `POST /_emulator/secrets/{name}/enable` (the current version;
+//!   a GET of it then answers 403 `Forbidden` / `SecretDisabled`, as the real service does);
 //! - `POST /_emulator/faults` with `{"status":429,"count":3,"retry_after":1,"latency_ms":0,"method":"GET",
 //!   "path_contains":"/secrets/ca-key"}` (all but `status` optional; `count` defaults to 1);
 //!   `DELETE /_emulator/faults`;
@@ -312,6 +314,16 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, StateData> {
         // A panic in a handler must not wedge every later test request.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_enabled(&self, name: &str, enabled: bool) -> bool {
+        let mut st = self.lock();
+        let Some(v) = st.secrets.get_mut(&name.to_ascii_lowercase()).and_then(|e| e.versions.last_mut()) else {
+            return false;
+        };
+        v.enabled = enabled;
+        v.updated = now();
+        true
     }
 
     fn set_secret(&self, name: &str, value: &str) -> String {
@@ -602,6 +614,17 @@ impl KeyVaultEmulator {
     /// Undoes [`KeyVaultEmulator::deny_secret`].
     pub fn allow_secret(&self, name: &str) {
         self.shared.lock().denied.remove(&name.to_ascii_lowercase());
+    }
+
+    /// Disables (`enabled: false`) or re-enables the current version of secret `name`, as
+    /// `az keyvault secret set-attributes --enabled false` does. Returns false if the secret does not exist.
+    ///
+    /// A GET of a disabled version then answers exactly as the real service does (seen in azure-sdk-for-js#24756,
+    /// azure-powershell#15378 and ansible-collections/azure#1989): `403`, `x-ms-error-code: Forbidden`, body
+    /// `{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.",
+    /// "innererror":{"code":"SecretDisabled"}}}`.
+    pub fn set_secret_enabled(&self, name: &str, enabled: bool) -> bool {
+        self.shared.set_enabled(name, enabled)
     }
 
     /// Number of recorded requests (vault, STS, MI) with `method` (`""` or `"*"` = any) whose path starts
@@ -1025,6 +1048,9 @@ fn get_secret(shared: &Shared, req: &Req, name: &str, version: Option<&str>) -> 
         return secret_not_found(&format!("{name}/{}", version.unwrap_or_default()));
     };
     if !v.enabled {
+        // The real service's answer to a GET of a disabled version, verbatim (azure-sdk-for-js#24756,
+        // azure-powershell#15378): 403, code `Forbidden`, inner error `SecretDisabled`. Only the inner code tells
+        // it apart from a missing 'get' permission (403 `Forbidden` too).
         return Reply::kv_error(
             403,
             "Forbidden",
@@ -1489,6 +1515,13 @@ fn control(shared: &Shared, req: &Req) -> Reply {
         (Method::POST, ["secrets", name, "allow"]) => {
             shared.lock().denied.remove(&name.to_ascii_lowercase());
             Reply::json(200, json!({"allowed": name}))
+        }
+        (Method::POST, ["secrets", name, action @ ("disable" | "enable")]) => {
+            if shared.set_enabled(name, *action == "enable") {
+                Reply::json(200, json!({"name": name, "enabled": *action == "enable"}))
+            } else {
+                secret_not_found(name)
+            }
         }
         (Method::POST, ["faults"]) => match serde_json::from_slice::<FaultSpec>(&req.body) {
             Ok(spec) => {

@@ -146,6 +146,57 @@ async fn the_charts_watch_mode_role_is_enough_for_watch_with_leader_election() {
     assert!(refused.is_empty(), "requests refused by the chart's Role: {refused:?}");
 }
 
+/// The chart's Role rendered by real Helm from `files` (merged in order).
+fn chart_role(files: &[&std::path::Path]) -> Role {
+    let mut cmd = Command::new("python3");
+    cmd.arg("tests/chart/render.py").current_dir(repo());
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
+    let out = cmd.output().expect("python3 tests/chart/render.py runs (pip install -r tests/chart/requirements.txt)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    role_from_yaml(&String::from_utf8(out.stdout).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_named_istiod_deployments_the_charts_role_patches_only_those() {
+    let env = Env::start().await;
+    env.istiod("istiod-1-22", "1-22");
+    env.istiod("not-istiod", "other");
+    let values = env.path("named.yaml");
+    std::fs::write(&values, "istiodDeployments: [istiod-1-22]\n").unwrap();
+    let base = repo().join("tests/chart/values/cron-aks-workload-identity.yaml");
+    let kubeconfig = env.limited_kubeconfig("chart-named-role", rules_of(&chart_role(&[&base, &values])));
+    let (_a, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+
+    let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "istiod-1-22"]).await;
+    assert_eq!(run.code, 0, "create (a PATCH-free first write) + restart by name: {}", run.stderr);
+    assert_eq!(env.generation("istiod-1-22"), 2, "the named Deployment was restarted");
+    assert_eq!(env.generation("not-istiod"), 1);
+    let b = env.pki.root_b();
+    let a = env.pki.root_a();
+    env.upload(&env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a)));
+    let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "istiod-1-22"]).await;
+    assert_eq!(run.code, 0, "the Secret is patched without `update`: {}", run.stderr);
+    assert_eq!(env.generation("istiod-1-22"), 3);
+    let refused: Vec<_> = env
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(refused.is_empty(), "requests refused by the chart's Role: {refused:?}");
+
+    // The Role grants nothing on other Deployments: asking for one by name is refused (exit 4), not patched.
+    let c = env.pki.root("Root C");
+    env.upload(&env.pki.plugin_ca(&[&a, &b, &c], &env.pki.default_intermediate(&a)));
+    let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "not-istiod"]).await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(env.generation("not-istiod"), 1, "never patched");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

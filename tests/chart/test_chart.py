@@ -432,7 +432,7 @@ def test_secret_access_is_limited_by_name_except_create() -> None:
     objs = objects({**BASE, "secretName": "plugged-ca"})
     assert sorted(verbs_for(objs, "", "secrets")) == [
         (("create",), ()),
-        (("get", "update", "patch"), ("plugged-ca",)),
+        (("get", "patch"), ("plugged-ca",)),
     ]
 
 
@@ -440,7 +440,7 @@ def test_watch_mode_also_lists_and_watches_only_the_named_secret() -> None:
     objs = objects({**BASE, "mode": "watch"})
     assert sorted(verbs_for(objs, "", "secrets")) == [
         (("create",), ()),
-        (("get", "update", "patch", "list", "watch"), ("cacerts",)),
+        (("get", "patch", "list", "watch"), ("cacerts",)),
     ]
 
 
@@ -454,6 +454,30 @@ def test_istiod_deployments_are_read_listed_and_patched_and_watched_only_in_watc
     assert granted(objects(BASE), "apps", "deployments") == {"get", "list", "patch"}
     assert granted(objects({**BASE, "wait": True}), "apps", "deployments") == {"get", "list", "patch"}
     assert granted(objects({**BASE, "mode": "watch"}), "apps", "deployments") == {"get", "list", "patch", "watch"}
+
+
+def test_named_istiod_deployments_are_read_and_patched_by_name_only() -> None:
+    # Patching a pod template runs pods with that Deployment's ServiceAccount: only the named ones may be patched.
+    names = ["istiod-asm-1-22", "istiod-asm-1-23"]
+    assert verbs_for(objects({**BASE, "istiodDeployments": names}), "apps", "deployments") == [
+        (("get", "patch"), tuple(names)),
+    ]
+    assert verbs_for(objects({**BASE, "wait": True, "istiodDeployments": names}), "apps", "deployments") == [
+        (("get", "patch"), tuple(names)),
+    ]
+    # Watch mode follows every Deployment of the namespace with one watch: read-only, unnamed.
+    assert sorted(verbs_for(objects({**BASE, "mode": "watch", "istiodDeployments": names}), "apps", "deployments")) == [
+        (("get", "patch"), tuple(names)),
+        (("list", "watch"), ()),
+    ]
+    assert verbs_for(objects({"checkRootOnly": True, "istiodDeployments": ["istiod"]}), "apps", "deployments") == [
+        (("get", "patch"), ("istiod",)),
+    ]
+
+
+def test_secrets_are_never_granted_update_since_only_patch_is_used() -> None:
+    for values in (BASE, {**BASE, "mode": "watch"}, {"checkRootOnly": True}):
+        assert "update" not in granted(objects(values), "", "secrets")
 
 
 def test_no_restart_drops_deployment_access() -> None:

@@ -80,8 +80,10 @@ pub struct SourceArgs {
     #[arg(long, env = "CACERTS_SYNC_MANAGED_IDENTITY_CLIENT_ID")]
     pub managed_identity_client_id: Option<String>,
 
-    /// Do not require the Key Vault auth challenge's resource to match the vault's domain (private endpoints,
-    /// emulators). Same meaning as the option of this name in Azure's other SDKs.
+    /// Do not require the Key Vault auth challenge's resource to match the vault's domain. Only for emulators
+    /// and vaults reached by IP or another host name: private endpoints keep the `*.vault.azure.net` name, which
+    /// matches. Off, it drops a guard against token theft by a server impersonating the vault. Same meaning as
+    /// the option of this name in Azure's other SDKs.
     #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_DISABLE_CHALLENGE_RESOURCE_VERIFICATION")]
     pub disable_challenge_resource_verification: bool,
 }

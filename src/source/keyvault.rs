@@ -174,7 +174,7 @@ impl VaultSource {
             ),
             _ if text.contains("challenge resource") => self.vault_error(
                 name,
-                "the vault's auth challenge names a resource outside the vault's domain; for private endpoints or emulators pass --disable-challenge-resource-verification",
+                "the vault's auth challenge names a resource outside the vault's domain; use the vault's NAME.vault.azure.net URL (private endpoints keep it), or, for an emulator only, pass --disable-challenge-resource-verification",
                 FailureClass::Usage,
                 None,
                 err,

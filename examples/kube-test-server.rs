@@ -33,6 +33,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let server = KubeTestServer::start_on(args.addr).await;
+    // A fresh cluster has no istio-system; an Istio install (which the seeded istiods stand for) creates it.
+    server.create("namespaces", "", json!({"metadata": {"name": "istio-system"}}));
     for name in &args.seed_istiod {
         let rev = name.strip_prefix("istiod-").unwrap_or("default");
         server.create("deployments", "istio-system", istiod_deployment(name, rev));

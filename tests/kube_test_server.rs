@@ -131,7 +131,7 @@ const CONFLICT_MSG: &str = "Operation cannot be fulfilled on secrets \"cacerts\"
 
 #[tokio::test]
 async fn kubectl_get_lists_namespaces_and_reports_a_missing_secret_as_not_found() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     let out = k.ok(&["get", "namespaces", "-o", "name"]).await;
     for ns in ["default", "kube-system", "istio-system"] {
@@ -148,7 +148,7 @@ async fn kubectl_get_lists_namespaces_and_reports_a_missing_secret_as_not_found(
 
 #[tokio::test]
 async fn kubectl_get_prints_the_server_side_columns() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.set_auto_rollout(None);
     server.create(
         "secrets",
@@ -171,7 +171,7 @@ async fn kubectl_get_prints_the_server_side_columns() {
 
 #[tokio::test]
 async fn kubectl_create_secret_from_file_stores_base64_data_with_server_metadata() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     let dir = tempfile::tempdir().unwrap();
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -198,7 +198,7 @@ async fn kubectl_create_secret_from_file_stores_base64_data_with_server_metadata
 
 #[tokio::test]
 async fn kubectl_apply_creates_a_secret_and_then_updates_it() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("s.yaml");
@@ -228,7 +228,7 @@ async fn kubectl_apply_creates_a_secret_and_then_updates_it() {
 
 #[tokio::test]
 async fn kubectl_server_side_apply_conflicts_with_another_manager_unless_forced() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     k.ok(&["create", "secret", "generic", "cacerts", "-n", "istio-system", "--from-literal=root-cert.pem=old"]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -264,7 +264,7 @@ async fn kubectl_server_side_apply_conflicts_with_another_manager_unless_forced(
 
 #[tokio::test]
 async fn kubectl_merge_patch_sets_labels_and_a_stale_resource_version_conflicts() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     let created =
         server.create("secrets", "istio-system", json!({"metadata": {"name": "cacerts"}, "data": {"a": b64("x")}}));
@@ -294,7 +294,7 @@ async fn kubectl_merge_patch_sets_labels_and_a_stale_resource_version_conflicts(
 
 #[tokio::test]
 async fn kubectl_merge_patch_changing_the_secret_type_is_rejected_as_immutable() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     server.create("secrets", "istio-system", json!({"metadata": {"name": "cacerts"}, "data": {"a": b64("x")}}));
     let err = k
@@ -317,7 +317,7 @@ async fn kubectl_merge_patch_changing_the_secret_type_is_rejected_as_immutable()
 
 #[tokio::test]
 async fn kubectl_rollout_restart_annotates_the_template_and_bumps_generation() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let k = Kubectl::new(server.kubeconfig_path());
     server.create("deployments", "istio-system", istiod("istiod"));
     let out = k.ok(&["rollout", "restart", "deployment/istiod", "-n", "istio-system"]).await;
@@ -340,7 +340,7 @@ async fn kubectl_rollout_restart_annotates_the_template_and_bumps_generation() {
 
 #[tokio::test]
 async fn kubectl_with_a_get_only_token_is_forbidden_to_patch() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.create("secrets", "istio-system", json!({"metadata": {"name": "cacerts"}}));
     let dir = tempfile::tempdir().unwrap();
     let kc = limited_kubeconfig(&server, dir.path(), vec![Rule::new(&["get"], "", &["secrets"])]);
@@ -367,7 +367,7 @@ async fn kubectl_with_a_get_only_token_is_forbidden_to_patch() {
 
 #[tokio::test]
 async fn kubectl_with_an_unknown_token_is_unauthorized() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kc");
     server.write_kubeconfig(&kc, "not-a-token").unwrap();
@@ -382,7 +382,7 @@ async fn kubectl_with_an_unknown_token_is_unauthorized() {
 
 #[tokio::test]
 async fn kube_client_creates_gets_and_lists_by_label_and_field_selector() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     let mut s = secret("cacerts", &[("root-cert.pem", "pem")]);
     s.metadata.labels = Some([("app".to_string(), "istiod".to_string())].into());
@@ -407,7 +407,7 @@ async fn kube_client_creates_gets_and_lists_by_label_and_field_selector() {
 
 #[tokio::test]
 async fn kube_client_sees_already_exists_not_found_and_missing_namespace_statuses() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "istio-system");
     secrets.create(&PostParams::default(), &secret("cacerts", &[])).await.unwrap();
@@ -429,7 +429,7 @@ async fn kube_client_sees_already_exists_not_found_and_missing_namespace_statuse
 
 #[tokio::test]
 async fn kube_client_replace_with_a_stale_resource_version_gets_conflict() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     let first = secrets.create(&PostParams::default(), &secret("cacerts", &[("a", "1")])).await.unwrap();
     let mut newer = first.clone();
@@ -444,7 +444,7 @@ async fn kube_client_replace_with_a_stale_resource_version_gets_conflict() {
 
 #[tokio::test]
 async fn kube_client_merge_patch_with_bad_base64_is_invalid_at_the_offending_byte() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     secrets.create(&PostParams::default(), &secret("cacerts", &[])).await.unwrap();
     let e = api_error(
@@ -460,7 +460,7 @@ async fn kube_client_merge_patch_with_bad_base64_is_invalid_at_the_offending_byt
 
 #[tokio::test]
 async fn kube_client_server_side_apply_conflicts_without_force_and_takes_ownership_with_force() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     secrets
         .create(
@@ -493,7 +493,7 @@ async fn kube_client_server_side_apply_conflicts_without_force_and_takes_ownersh
 
 #[tokio::test]
 async fn kube_client_apply_creates_a_missing_object() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let leases: Api<Lease> = Api::namespaced(admin_client(&server).await, "istio-system");
     let body = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "cacerts-sync"},
                       "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15}});
@@ -513,7 +513,7 @@ async fn kube_client_apply_creates_a_missing_object() {
 
 #[tokio::test]
 async fn kube_client_with_a_limited_token_gets_rbac_forbidden() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.create("secrets", "istio-system", json!({"metadata": {"name": "cacerts"}}));
     server.create("secrets", "istio-system", json!({"metadata": {"name": "other"}}));
     let dir = tempfile::tempdir().unwrap();
@@ -545,7 +545,7 @@ async fn kube_client_with_a_limited_token_gets_rbac_forbidden() {
 
 #[tokio::test]
 async fn kube_client_with_an_unknown_token_gets_unauthorized() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kc");
     server.write_kubeconfig(&kc, "wrong").unwrap();
@@ -556,7 +556,7 @@ async fn kube_client_with_an_unknown_token_gets_unauthorized() {
 
 #[tokio::test]
 async fn kube_client_restart_bumps_generation_but_a_metadata_patch_does_not() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.set_auto_rollout(None);
     server.create("deployments", "istio-system", istiod("istiod"));
     let deployments: Api<Deployment> = Api::namespaced(admin_client(&server).await, "istio-system");
@@ -582,7 +582,7 @@ async fn kube_client_restart_bumps_generation_but_a_metadata_patch_does_not() {
 
 #[tokio::test]
 async fn kube_client_delete_returns_success_and_a_second_delete_is_not_found() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     secrets.create(&PostParams::default(), &secret("cacerts", &[])).await.unwrap();
     let gone = secrets.delete("cacerts", &DeleteParams::default()).await.unwrap();
@@ -593,7 +593,7 @@ async fn kube_client_delete_returns_success_and_a_second_delete_is_not_found() {
 
 #[tokio::test]
 async fn injected_faults_fail_the_matching_requests_the_given_number_of_times() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     secrets.create(&PostParams::default(), &secret("cacerts", &[])).await.unwrap();
     server.inject_fault(Fault::status(409).times(1).method("PATCH").path("/secrets/cacerts"));
@@ -622,7 +622,7 @@ async fn injected_faults_fail_the_matching_requests_the_given_number_of_times() 
 
 #[tokio::test]
 async fn api_watch_from_a_resource_version_streams_added_modified_and_deleted() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     server.create("secrets", "istio-system", json!({"metadata": {"name": "before"}}));
     let rv = server.resource_version().to_string();
@@ -647,7 +647,7 @@ async fn api_watch_from_a_resource_version_streams_added_modified_and_deleted() 
 
 #[tokio::test]
 async fn api_watch_without_resource_version_starts_with_synthetic_added_events() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.create("secrets", "istio-system", json!({"metadata": {"name": "a"}}));
     server.create("secrets", "istio-system", json!({"metadata": {"name": "b"}}));
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
@@ -662,7 +662,7 @@ async fn api_watch_without_resource_version_starts_with_synthetic_added_events()
 
 #[tokio::test]
 async fn api_watch_from_a_compacted_resource_version_gets_410_expired() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let old = server.resource_version().to_string();
     server.create("secrets", "istio-system", json!({"metadata": {"name": "a"}}));
     server.compact();
@@ -679,7 +679,7 @@ async fn api_watch_from_a_compacted_resource_version_gets_410_expired() {
 
 #[tokio::test]
 async fn api_watch_with_bookmarks_allowed_receives_bookmarks() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.set_bookmark_interval(Duration::from_millis(50));
     let secrets: Api<Secret> = Api::namespaced(admin_client(&server).await, "istio-system");
     let rv = server.resource_version().to_string();
@@ -691,7 +691,7 @@ async fn api_watch_with_bookmarks_allowed_receives_bookmarks() {
 }
 
 async fn watcher_sees_lifecycle(config: watcher::Config) -> Vec<String> {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     // No simulated controller: its status write would be one more (timing-dependent) event.
     server.set_auto_rollout(None);
     server.create("deployments", "istio-system", istiod("istiod"));
@@ -736,7 +736,7 @@ async fn runtime_watcher_with_streaming_lists_gets_initial_events_and_the_end_bo
 #[tokio::test]
 async fn events_published_through_events_k8s_io_are_stored_as_core_events() {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
     let recorder = Recorder::new(client, Reporter { controller: "cacerts-sync".into(), instance: None });
     let reference = ObjectReference {
@@ -772,7 +772,7 @@ async fn events_published_through_events_k8s_io_are_stored_as_core_events() {
 #[tokio::test]
 async fn kube_lease_manager_acquires_releases_and_hands_over_the_lease() {
     use kube_lease_manager::LeaseManagerBuilder;
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
     let manager = |id: &str| {
         LeaseManagerBuilder::new(client.clone(), "cacerts-sync")
@@ -799,7 +799,7 @@ async fn kube_lease_manager_acquires_releases_and_hands_over_the_lease() {
 async fn events_are_validated_like_the_apiserver_does() {
     use k8s_openapi::api::core::v1::Event as CoreEvent;
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
     let reference = ObjectReference {
         api_version: Some("v1".into()),

@@ -42,7 +42,8 @@ impl Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         Self {
             kv: KeyVaultEmulator::start().await,
-            kube: KubeTestServer::start().await,
+            // istio-system exists wherever Istio is installed; a fresh test server doesn't have it.
+            kube: KubeTestServer::start_seeded(&[NS]).await,
             pki: TestPki::current(),
             tmp: tempfile::tempdir().unwrap(),
             keys: Default::default(),

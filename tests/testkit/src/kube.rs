@@ -2,7 +2,7 @@
 //! real API's semantics, so that kube-rs and kubectl can drive it unmodified.
 //!
 //! # What it serves
-//! - **Resources**: core/v1 `namespaces`, `secrets`, `events`; `events.k8s.io/v1` `events` (the same stored
+//! - **Resources**: core/v1 `namespaces`, `secrets`, `configmaps`, `events`; `events.k8s.io/v1` `events` (the same stored
 //!   objects as core Events, converted field by field as the apiserver does: `note`↔`message`,
 //!   `regarding`↔`involvedObject`, `reportingController`↔`reportingComponent`, `deprecated*`↔…);
 //!   `apps/v1` `deployments` (+ `/status`); `coordination.k8s.io/v1` `leases`.
@@ -68,8 +68,11 @@
 //!   also need `eventTime`, `type` Normal|Warning and unset deprecated fields, a `series` needs `count` ≥ 2, and
 //!   `reason`/`note`/`type`/`regarding` are immutable on update. Paths in the messages use the core field names,
 //!   as the apiserver validates the internal (core) form.
-//! - Protobuf request bodies (what kubectl's `create secret` / `create namespace` send) are decoded for
-//!   Secrets and Namespaces; responses are always JSON (clients accept that).
+//! - Protobuf request bodies (what kubectl's typed `create` commands send) are decoded for Secrets, ConfigMaps,
+//!   Namespaces and Deployments (the Pod template fields `kubectl create deployment` and most manifests use; an
+//!   unlisted field is a 415 that names it); responses are always JSON (clients accept that).
+//! - A fresh server has the namespaces a fresh cluster has: `default`, `kube-system`, `kube-public`,
+//!   `kube-node-lease` (no `istio-system` unless [`start_seeded`](KubeTestServer::start_seeded) adds it).
 //! - Server-side printing (`Accept: …;as=Table;…`, what `kubectl get` asks for, also on watches) with the
 //!   apiserver's default columns: Secrets TYPE/DATA/AGE, Deployments READY/UP-TO-DATE/AVAILABLE/AGE and, with
 //!   `-o wide`, CONTAINERS/IMAGES/SELECTOR, Namespaces STATUS, Leases HOLDER, Events LAST SEEN/TYPE/REASON/
@@ -114,7 +117,7 @@
 //!   non-resource URLs (discovery, openapi) are open to every authenticated user.
 //! - No admission (quota, limit ranges, PSA), no webhooks, no field validation (`fieldValidation=Strict` is
 //!   accepted and unknown fields are kept), no `/scale`, no deletecollection, no protobuf/CBOR responses,
-//!   HTTP/1.1 only (no HTTP/2 ALPN). Protobuf bodies of other kinds than Secret/Namespace get 415.
+//!   HTTP/1.1 only (no HTTP/2 ALPN). Protobuf bodies of other kinds get 415 `UnsupportedMediaType`.
 //! - Injected [`Fault`]s replace the answer after authentication; a 409 or 404 on an object URL uses that
 //!   object's real Conflict/NotFound body, 429 adds `Retry-After`. Note that kube 5's client retries 429,
 //!   503 and 504 by itself (exponential backoff), so a fault with those codes and no `times` limit makes a
@@ -146,7 +149,7 @@ use store::{Origin, Ownership, Store, WriteOpts};
 /// The user the admin token authenticates as (cluster-admin).
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// Namespaces that exist from the start.
-pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease", "istio-system"];
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 /// Field manager of writes made through the handle.
 pub const HANDLE_MANAGER: &str = "kube-test-server";
 /// Field manager of the simulated Deployment controller (auto-rollout and [`KubeTestServer::set_deployment_status`]).
@@ -276,9 +279,19 @@ fn random_hex(n: usize) -> String {
 }
 
 impl KubeTestServer {
-    /// Starts on `127.0.0.1:0` with the initial namespaces, an admin token and an admin kubeconfig.
+    /// Starts on `127.0.0.1:0` with the namespaces a fresh cluster has ([`INITIAL_NAMESPACES`]: no
+    /// `istio-system`), an admin token and an admin kubeconfig.
     pub async fn start() -> Self {
         Self::start_on("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Like [`start`](Self::start), then creates `namespaces` too (e.g. `istio-system`, as an Istio install would).
+    pub async fn start_seeded(namespaces: &[&str]) -> Self {
+        let server = Self::start().await;
+        for ns in namespaces {
+            server.create("namespaces", "", json!({"metadata": {"name": ns}}));
+        }
+        server
     }
 
     /// Starts on `addr`.

@@ -145,7 +145,14 @@ fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
 
 fn parse_body(bytes: &Bytes, content_type: &str, def: &ResourceDef) -> Result<Value, ApiError> {
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return super::protobuf::decode(bytes).map_err(|e| status::status(415, "UnsupportedMediaType", &e, None));
+        // A real apiserver decodes protobuf for every built-in kind; for a body it can't decode for the resource
+        // it answers 415 `UnsupportedMediaType` with this message (apimachinery `NewUnsupportedMediaTypeError`).
+        return super::protobuf::decode(bytes).map_err(|e| {
+            let message = format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf ({e})"
+            );
+            status::status(415, "UnsupportedMediaType", &message, None)
+        });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| status::bad_request(&e.to_string()))?;
     let parsed = if content_type.contains("yaml") {

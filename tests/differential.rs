@@ -29,6 +29,8 @@ const STRICTER_BY_DESIGN: &[(FindingCode, SecretRole, &str)] = &[
     ),
     (FindingCode::EkuRestricts, SecretRole::CertChain, "an EKU without clientAuth breaks workload mTLS"),
     (FindingCode::EkuRestricts, SecretRole::RootCert, "an EKU without clientAuth breaks workload mTLS"),
+    (FindingCode::PathLenExceeded, SecretRole::RootCert, "a workload certificate adds one more level below ca-cert"),
+    (FindingCode::PathLenExceeded, SecretRole::CertChain, "a workload certificate adds one more level below ca-cert"),
     (FindingCode::ChainMismatch, SecretRole::CertChain, "workloads present cert-chain above their certificate"),
     (FindingCode::ChainBroken, SecretRole::CertChain, "workloads present cert-chain in order (RFC 8446 4.4.2)"),
     (FindingCode::ChainNotAnchored, SecretRole::CertChain, "workloads present cert-chain up to the root"),
@@ -50,6 +52,9 @@ const CORPUS_STRICTER: &[&str] = &[
     "cert-chain-reversed",
     "truncated-last-root-block",
     "truncated-cert-chain-root",
+    "root-pathlen-0-one-level",
+    "root-pathlen-1-with-two-levels",
+    "mid-pathlen-0-with-intermediate",
 ];
 
 fn repo() -> PathBuf {

@@ -21,12 +21,17 @@ const MAX_SIGNATURE_CHECKS: usize = 100;
 
 /// What Go's `Verify` returned, with the certificate it is about.
 pub(super) struct GoError<'c, 'a> {
-    /// The certificate the error names (the child for "unknown authority").
+    /// The certificate the problem is about: the one Go's error names, or for "unknown authority" the
+    /// candidate issuer that failed (when there was one).
     pub cert: &'c Cert<'a>,
     /// Go's error text.
     pub text: String,
     /// The rule this maps to; decides torn versus invalid.
     pub code: FindingCode,
+    /// When Go's own error only says "unknown authority" but a candidate on the way failed for a reason
+    /// no re-read can fix (expired, SHA-1, not a CA, ...): that first reason. Go's error keeps the last
+    /// branch it explored, which is not always the informative one.
+    pub cause: Option<String>,
 }
 
 /// A certificate's role in Go's path building.
@@ -48,17 +53,31 @@ pub(super) fn verify<'c, 'a>(
     intermediates: &[&'c Cert<'a>],
     now: i64,
 ) -> Result<Chain<'c, 'a>, GoError<'c, 'a>> {
-    is_valid(leaf, Kind::Leaf, &[], now).map_err(|(text, code)| GoError { cert: leaf, text, code })?;
+    is_valid(leaf, Kind::Leaf, &[], now).map_err(|(text, code)| GoError { cert: leaf, text, code, cause: None })?;
     let candidates = if roots.iter().any(|r| r.der == leaf.der) {
         vec![vec![leaf]]
     } else {
-        let mut b = Builder { roots: dedup(roots), intermediates: dedup(intermediates), now, sig_checks: 0 };
-        b.build(vec![leaf])?
+        let mut b =
+            Builder { roots: dedup(roots), intermediates: dedup(intermediates), now, sig_checks: 0, permanent: None };
+        match b.build(vec![leaf]) {
+            Ok(chains) => chains,
+            Err(mut e) => {
+                if e.code.is_torn()
+                    && let Some((cert, text, code)) = b.permanent
+                {
+                    e.code = code;
+                    e.cert = cert;
+                    e.cause = Some(text);
+                }
+                return Err(e);
+            }
+        }
     };
     candidates.into_iter().find(|c| server_auth_allowed(c)).ok_or_else(|| GoError {
         cert: leaf,
         text: "x509: certificate specifies an incompatible key usage".into(),
         code: FindingCode::EkuRestricts,
+        cause: None,
     })
 }
 
@@ -78,6 +97,8 @@ struct Builder<'c, 'a> {
     intermediates: Vec<&'c Cert<'a>>,
     now: i64,
     sig_checks: usize,
+    /// The first candidate failure anywhere in the search that is not torn-class.
+    permanent: Option<(&'c Cert<'a>, String, FindingCode)>,
 }
 
 impl<'c, 'a> Builder<'c, 'a> {
@@ -103,6 +124,12 @@ impl<'c, 'a> Builder<'c, 'a> {
         ranked.into_iter().map(|(_, p)| p).collect()
     }
 
+    fn note(&mut self, cand: &'c Cert<'a>, text: &str, code: FindingCode) {
+        if !code.is_torn() && self.permanent.is_none() {
+            self.permanent = Some((cand, text.to_owned(), code));
+        }
+    }
+
     /// Go's `buildChains`, including how it picks the error it returns.
     fn build(&mut self, chain: Vec<&'c Cert<'a>>) -> Result<Vec<Chain<'c, 'a>>, GoError<'c, 'a>> {
         let child = *chain.last().expect("chain starts with the leaf");
@@ -124,6 +151,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                     cert: child,
                     text: "x509: signature check attempts limit reached while verifying certificate chain".into(),
                     code: FindingCode::NotAnchored,
+                    cause: None,
                 });
                 continue;
             }
@@ -136,13 +164,15 @@ impl<'c, 'a> Builder<'c, 'a> {
                     // Same name, other key: what a half-uploaded re-keyed root looks like.
                     SigError::Mismatch(_) => FindingCode::NotAnchored,
                 };
+                self.note(cand, &e.to_string(), code);
                 hint.get_or_insert((e.to_string(), code, cand));
                 continue;
             }
             if let Err((text, code)) = is_valid(cand, kind, &chain, self.now) {
+                self.note(cand, &text, code);
                 hint.get_or_insert((text.clone(), code, cand));
                 // Go assigns isValid's error to buildChains' own result.
-                err = Some(GoError { cert: cand, text, code });
+                err = Some(GoError { cert: cand, text, code, cause: None });
                 continue;
             }
             let mut next = chain.clone();
@@ -163,17 +193,19 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
         Err(err.unwrap_or_else(|| match hint {
             Some((text, code, cand)) => GoError {
-                cert: child,
+                cert: cand,
                 text: format!(
                     "x509: certificate signed by unknown authority (possibly because of {text:?} while trying to verify candidate authority certificate {:?})",
                     cand.go_hint_name()
                 ),
                 code,
+                cause: None,
             },
             None => GoError {
                 cert: child,
                 text: "x509: certificate signed by unknown authority".into(),
                 code: FindingCode::NotAnchored,
+                cause: None,
             },
         }))
     }

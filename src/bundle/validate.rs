@@ -102,6 +102,7 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
                 Ok(path) => {
                     let top = path.last().expect("a chain is never empty").der;
                     anchor = roots.iter().position(|r| r.der == top);
+                    check_workload_path_len(&mut cx, &path);
                     // cert-chain's certificates get this check in check_chain.
                     for c in path[1..].iter().filter(|c| c.info.role == SecretRole::RootCert) {
                         check_eku_client_auth(&mut cx, c);
@@ -109,11 +110,12 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
                 }
                 Err(e) => {
                     refused = Some(e.cert.der);
+                    let cause = e.cause.map(|text| format!(" (on the way: {text})")).unwrap_or_default();
                     cx.about(
                         Severity::Error,
                         e.code,
                         e.cert,
-                        format!("{}: istiod would refuse this: {}", e.cert.describe(), e.text),
+                        format!("{}: istiod would refuse this: {}{cause}", e.cert.describe(), e.text),
                     );
                 }
             }
@@ -288,6 +290,27 @@ fn check_ca_cert(cx: &mut Ctx, ca: &Cert<'_>) {
         );
     }
     check_eku_client_auth(cx, ca);
+}
+
+/// Stricter than istiod: a workload certificate hangs below `ca-cert`, so every CA above `ca-cert` has one
+/// more intermediate below it in a workload's chain than in istiod's own check. A pathLenConstraint that
+/// istiod's check just passes would make every workload certificate fail.
+fn check_workload_path_len(cx: &mut Ctx, path: &[&Cert<'_>]) {
+    for (below, c) in path.iter().enumerate().skip(1) {
+        if let Some((_, Some(max))) = c.basic_constraints()
+            && below > max as usize
+        {
+            cx.about(
+                Severity::Error,
+                FindingCode::PathLenExceeded,
+                c,
+                format!(
+                    "{} has pathLenConstraint {max} but {below} intermediate(s) below it counting ca-cert; workload certificates would not verify ({STRICTER})",
+                    c.describe()
+                ),
+            );
+        }
+    }
 }
 
 /// Workload certificates carry serverAuth and clientAuth; an issuer whose EKU allows serverAuth (istiod's

@@ -405,6 +405,7 @@ def corpus():
     case("root-eku-code-signing", root__eku=["code"])
     case("root-pathlen-0-with-two-levels", levels=2, root__pathlen=0)
     case("root-pathlen-1-with-two-levels", levels=2, root__pathlen=1)
+    case("root-pathlen-0-one-level", root__pathlen=0)
     case("mid-pathlen-0-with-intermediate", levels=2, mid__pathlen=0)
     case("intermediate-pathlen-0-under-mid", levels=2, inter__pathlen=0)
     case("three-level-chain", levels=2)

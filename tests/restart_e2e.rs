@@ -169,12 +169,13 @@ async fn check_root_restarts_after_another_writer_changed_the_root_and_then_does
 async fn concurrent_runs_never_restart_twice() {
     let env = Env::start().await;
     canary(&env);
-    let (_a, ca) = env.pki.valid_plugin_ca();
+    let (a, ca) = env.pki.valid_plugin_ca();
     env.upload(&ca);
     assert_eq!(env.sync(&[]).await.code, 0);
     let before = generations(&env);
     let b = env.pki.root_b();
-    env.replace_root_in_secret(&b.cert_pem);
+    // Phase A+B: check-root refuses a bundle that no longer anchors ca-cert (tests/check_root_e2e.rs).
+    env.replace_root_in_secret(&format!("{}{}", a.cert_pem, b.cert_pem));
 
     // A CronJob run and a manual run at the same moment.
     let (one, two) = tokio::join!(

@@ -30,6 +30,33 @@ if ! need kubectl; then
   apt_install kubectl || apt_install kubernetes-client || { echo "kubectl is required for the kubectl fidelity tests"; exit 1; }
 fi
 
+# ---- Go oracle (issue 10) -------------------------------------------------------------------------------
+# The differential tests (tests/differential.rs) judge the validation against a small Go program that runs
+# istiod's own start-up check with Go's crypto/x509. Go comes from Debian: golang-1.23-go from
+# bookworm-backports (close to the Go istiod is built with), else the distribution's golang-go. The oracle
+# uses the standard library only, so nothing is downloaded (GOPROXY=off). The Python `cryptography` package
+# generates the corpus cases rcgen can't (SHA-1 signatures, name encodings, explicit-curve keys).
+echo "==> Go oracle for the differential tests"
+go_bin=/usr/lib/go-1.23/bin/go
+if [ ! -x "$go_bin" ]; then
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/bookworm-backports.list
+    apt_updated=
+  fi
+  apt_install golang-1.23-go || true
+fi
+if [ ! -x "$go_bin" ]; then
+  need go || apt_install golang-go
+  go_bin="$(command -v go)"
+fi
+python3 -m pip install -q --disable-pip-version-check cryptography
+mkdir -p target/oracle
+(cd tests/oracle/istiod_verify && GOTOOLCHAIN=local GOFLAGS=-mod=mod GOPROXY=off GOCACHE="$PWD/../../../target/oracle/gocache" \
+  "$go_bin" build -o ../../../target/oracle/istiod-verify .)
+export CACERTS_SYNC_ORACLE="$PWD/target/oracle/istiod-verify"
+echo "istiod oracle: $("$CACERTS_SYNC_ORACLE" -version)"
+# ---- end Go oracle ---------------------------------------------------------------------------------------
+
 echo "==> installing Python packages for the chart tests"
 python3 -m pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
 

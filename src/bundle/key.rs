@@ -1,9 +1,14 @@
-//! `ca-key` parsing: PEM private key → its public half, so it can be matched with `ca-cert`.
+//! The key check: `ca-key` → its public half, parsed as istiod parses it (`util.ParsePemEncodedKey`), so
+//! it can be matched with `ca-cert` as `tls.X509KeyPair` does.
 //!
-//! Accepted: PKCS#1 `RSA PRIVATE KEY`, PKCS#8 `PRIVATE KEY` (RSA or EC) and SEC1 `EC PRIVATE KEY`;
-//! RSA 2048–8192 bits (aws-lc-rs' range, which covers Istio's 2048–4096) and ECDSA P-256/P-384.
-//! The private key is parsed by aws-lc-rs (which checks the key's consistency) and dropped at
-//! once; only public data leaves this module.
+//! istiod reads the **first** PEM block and picks the parser by its **label**:
+//! `EC PRIVATE KEY` → SEC1 with a named curve (`x509.ParseECPrivateKey`: PKCS#8 bytes or explicit curve
+//! parameters under this label are refused), `RSA PRIVATE KEY` → PKCS#1, `PRIVATE KEY` → PKCS#8; any
+//! other label is refused, and so is an encrypted key. Blocks after the first are ignored (reported).
+//! Accepted algorithms: RSA 2048–8192 bits (aws-lc-rs' range, which covers Istio's 2048–4096) and ECDSA
+//! P-256/P-384/P-521. Go also takes Ed25519 and RSA under 2048 bits; both are refused here (stricter by
+//! design, see docs/validation.md). The private key is parsed by aws-lc-rs (which checks the key's
+//! consistency) and dropped at once; only public data leaves this module.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair as _};
@@ -24,6 +29,8 @@ pub enum KeyAlgorithm {
     EcdsaP256,
     /// ECDSA on NIST P-384.
     EcdsaP384,
+    /// ECDSA on NIST P-521.
+    EcdsaP521,
 }
 
 impl std::fmt::Display for KeyAlgorithm {
@@ -32,6 +39,7 @@ impl std::fmt::Display for KeyAlgorithm {
             KeyAlgorithm::Rsa { bits } => write!(f, "RSA {bits}"),
             KeyAlgorithm::EcdsaP256 => f.write_str("ECDSA P-256"),
             KeyAlgorithm::EcdsaP384 => f.write_str("ECDSA P-384"),
+            KeyAlgorithm::EcdsaP521 => f.write_str("ECDSA P-521"),
         }
     }
 }
@@ -46,42 +54,24 @@ pub struct PublicKeyInfo {
     pub public_key: Vec<u8>,
     /// DER `SubjectPublicKeyInfo`, as `openssl pkey -pubout -outform DER` prints it.
     pub spki_der: Vec<u8>,
+    /// PEM blocks after the first, which istiod ignores.
+    pub ignored_blocks: usize,
 }
 
-/// Parses the `ca-key` value: exactly one unencrypted private-key PEM block.
+/// Parses the `ca-key` value as istiod does: the first PEM block, by its label, unencrypted.
 pub fn parse_private_key(pem: &[u8]) -> Result<PublicKeyInfo, ParseError> {
     let blocks = pem::scan(ROLE, pem)?;
-    for (index, block) in blocks.iter().enumerate() {
-        match block.label.as_str() {
-            "RSA PRIVATE KEY" | "PRIVATE KEY" | "EC PRIVATE KEY" => {}
-            "ENCRYPTED PRIVATE KEY" => {
-                return Err(ParseError::EncryptedKey { secret: ROLE, block: index });
-            }
-            _ => {
-                return Err(ParseError::WrongBlockType {
-                    secret: ROLE,
-                    block: index,
-                    found: block.label.clone(),
-                    expected: KEY_LABELS,
-                });
-            }
-        }
-    }
-    if blocks.len() > 1 {
-        return Err(ParseError::ExtraBlock {
-            secret: ROLE,
-            block: 1,
-            count: blocks.len(),
-            expected: "private key",
-            hint: "",
-        });
-    }
     let block = &blocks[0];
-    match block.label.as_str() {
+    let info = match block.label.as_str() {
         "RSA PRIVATE KEY" => rsa(aws_lc_rs::rsa::KeyPair::from_der(&block.der), "PKCS#1 RSA"),
         "EC PRIVATE KEY" => sec1(&block.der),
-        _ => pkcs8(&block.der),
-    }
+        "PRIVATE KEY" => pkcs8(&block.der),
+        "ENCRYPTED PRIVATE KEY" => Err(ParseError::EncryptedKey { secret: ROLE, block: 0 }),
+        _ => {
+            Err(ParseError::WrongBlockType { secret: ROLE, block: 0, found: block.label.clone(), expected: KEY_LABELS })
+        }
+    }?;
+    Ok(PublicKeyInfo { ignored_blocks: blocks.len() - 1, ..info })
 }
 
 fn invalid(format: &'static str, source: Option<aws_lc_rs::error::KeyRejected>) -> ParseError {
@@ -103,6 +93,7 @@ fn rsa(
         algorithm: KeyAlgorithm::Rsa { bits: pair.public_modulus_len() * 8 },
         public_key: public.as_ref().to_vec(),
         spki_der: spki.as_ref().to_vec(),
+        ignored_blocks: 0,
     })
 }
 
@@ -114,46 +105,63 @@ fn ecdsa(
     let pair = parsed.map_err(|e| invalid(format, Some(e)))?;
     let public = pair.public_key();
     let spki = public.as_der().map_err(|_| invalid(format, None))?;
-    Ok(PublicKeyInfo { algorithm, public_key: public.as_ref().to_vec(), spki_der: spki.as_ref().to_vec() })
+    Ok(PublicKeyInfo {
+        algorithm,
+        public_key: public.as_ref().to_vec(),
+        spki_der: spki.as_ref().to_vec(),
+        ignored_blocks: 0,
+    })
 }
 
 fn curve(oid: &[u8]) -> Result<(&'static EcdsaSigningAlgorithm, KeyAlgorithm), ParseError> {
     match oid {
         der::OID_P256 => Ok((&signature::ECDSA_P256_SHA256_ASN1_SIGNING, KeyAlgorithm::EcdsaP256)),
         der::OID_P384 => Ok((&signature::ECDSA_P384_SHA384_ASN1_SIGNING, KeyAlgorithm::EcdsaP384)),
+        der::OID_P521 => Ok((&signature::ECDSA_P521_SHA512_ASN1_SIGNING, KeyAlgorithm::EcdsaP521)),
         other => Err(unsupported(der::oid_name(other))),
     }
 }
 
-/// SEC1 `ECPrivateKey ::= SEQUENCE { version INTEGER, privateKey OCTET STRING, parameters [0] OID OPTIONAL, ... }`.
+/// SEC1 `ECPrivateKey ::= SEQUENCE { version INTEGER (1), privateKey OCTET STRING, parameters [0] OID, ... }`.
+///
+/// Go's `ParseECPrivateKey` needs the named-curve OID: without it, or with explicit curve parameters in
+/// its place, the curve is "unknown"; PKCS#8 bytes under this label are refused too.
 fn sec1(key: &[u8]) -> Result<PublicKeyInfo, ParseError> {
     const FORMAT: &str = "SEC1 EC";
-    let params = (|| {
+    let shape = (|| {
         let (seq, _) = der::expect(key, SEQUENCE)?;
-        let (_, rest) = der::expect(seq, INTEGER)?;
+        let (version, rest) = der::expect(seq, INTEGER)?;
+        Some((version, rest))
+    })();
+    let Some((version, rest)) = shape else {
+        return Err(invalid(FORMAT, None));
+    };
+    if version == [0] && der::expect(rest, SEQUENCE).is_some() {
+        return Err(ParseError::InvalidKey {
+            secret: ROLE,
+            block: 0,
+            format: "SEC1 EC (the block is PKCS#8: label it PRIVATE KEY; istiod would refuse this: x509: failed to parse private key (use ParsePKCS8PrivateKey instead for this key format))",
+            source: None,
+        });
+    }
+    let params = (|| {
         let (_, rest) = der::expect(rest, OCTET_STRING)?;
         let (params, _) = der::expect(rest, CONTEXT_0)?;
-        let (oid, _) = der::expect(params, OID)?;
-        Some(oid)
+        Some(params)
     })();
-    match params {
-        Some(oid) => {
+    let oid = params.and_then(|p| der::expect(p, OID)).map(|(oid, _)| oid);
+    match (version, oid) {
+        ([1], Some(oid)) => {
             let (alg, name) = curve(oid)?;
             ecdsa(EcdsaKeyPair::from_private_key_der(alg, key), name, FORMAT)
         }
-        // Without named parameters the curve is unknown: try ours in turn.
-        None => ecdsa(
-            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, key),
-            KeyAlgorithm::EcdsaP256,
-            FORMAT,
-        )
-        .or_else(|_| {
-            ecdsa(
-                EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, key),
-                KeyAlgorithm::EcdsaP384,
-                FORMAT,
-            )
+        ([1], None) => Err(ParseError::InvalidKey {
+            secret: ROLE,
+            block: 0,
+            format: "SEC1 EC with a named curve (it has explicit or no curve parameters; istiod would refuse this: x509: unknown elliptic curve)",
+            source: None,
         }),
+        _ => Err(invalid(FORMAT, None)),
     }
 }
 

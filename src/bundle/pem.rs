@@ -138,3 +138,32 @@ fn marker_label(rest: &str) -> Option<&str> {
         && !label.ends_with(' ');
     ok.then_some(label)
 }
+
+/// The certificates Go's `CertPool.AppendCertsFromPEM` would take from `input`: every `CERTIFICATE` block
+/// that decodes, skipping what does not (a block without its END line, bad base64, other labels). Used only
+/// to run istiod's check on a value the strict [`scan`] refused, so that the refusal says whether istiod
+/// would also fail.
+pub(crate) fn go_certificate_blocks(input: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(text) = std::str::from_utf8(input) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.split('\n').map(str::trim_end) {
+        if line == "-----BEGIN CERTIFICATE-----" {
+            // A BEGIN inside an open block abandons it, as Go's decoder resumes after a broken block.
+            body = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(b) = body.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b.as_bytes())
+            {
+                out.push(der);
+            }
+        } else if let Some(b) = body.as_mut() {
+            if line.starts_with("-----") || line.contains(':') {
+                body = None;
+            } else {
+                b.extend(line.chars().filter(|c| !c.is_whitespace()));
+            }
+        }
+    }
+    out
+}

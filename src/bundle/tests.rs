@@ -182,10 +182,11 @@ fn malformed_values_are_refused_with_a_precise_code_and_secret() {
             case("EC PARAMETERS before the key", v, &[C::WrongBlockType], Some(R::CaKey), move |m| {
                 m.ca_key = ec_params.clone().into_bytes()
             }),
-            case("two certificates in ca-cert", v, &[C::ExtraBlock], Some(R::CaCert), move |m| {
+            // istiod reads the first block of each and ignores the rest.
+            case("two certificates in ca-cert", Verdict::Valid, &[C::IgnoredBlocks], Some(R::CaCert), move |m| {
                 m.ca_cert = two_certs.clone().into_bytes()
             }),
-            case("two keys in ca-key", v, &[C::ExtraBlock], Some(R::CaKey), move |m| {
+            case("two keys in ca-key", Verdict::Valid, &[C::IgnoredBlocks], Some(R::CaKey), move |m| {
                 m.ca_key = two_keys.clone().into_bytes()
             }),
             case("encrypted PKCS#8 key", v, &[C::EncryptedKey], Some(R::CaKey), move |m| {
@@ -276,20 +277,16 @@ fn half_finished_rotations_are_torn_and_broken_material_is_invalid() {
                 "new intermediate before its root",
                 Verdict::Torn,
                 &[C::NotAnchored, C::ChainNotAnchored],
-                Some(R::CaCert),
+                Some(R::CertChain),
                 move |m| {
                     m.ca_cert = new_int_cert.clone().into_bytes();
                     m.ca_key = new_int_key.clone().into_bytes();
                     m.cert_chain = new_int_chain.clone().into_bytes();
                 },
             ),
-            case(
-                "root re-made with the same name but another key",
-                Verdict::Torn,
-                &[C::NotAnchored],
-                Some(R::CaCert),
-                move |m| m.root_cert = impostor_pem.clone().into_bytes(),
-            ),
+            case("root re-made with the same name but another key", Verdict::Torn, &[C::NotAnchored], None, move |m| {
+                m.root_cert = impostor_pem.clone().into_bytes()
+            }),
             case(
                 "chain link not signed by the next",
                 Verdict::Invalid,

@@ -1,50 +1,35 @@
 //! The validation rules: parsed material → findings, anchor, fingerprints and a verdict.
 //!
+//! Two layers, both pure:
+//! 1. **istiod's start-up check**, exactly: the first block of `ca-cert` verified by Go's rules through
+//!    the `cert-chain` pool up to the `root-cert` pool ([`super::chain`]), the key parsed by its label
+//!    ([`super::key`]) and matched with `ca-cert`. Its refusals carry Go's own words.
+//! 2. **Stricter by design**: material istiod starts with but that breaks workloads or rotation (a
+//!    non-CA or v1 `ca-cert`, a `ca-cert` without keyCertSign or whose EKU lacks clientAuth, a
+//!    `cert-chain` that is not `ca-cert`'s chain in order). docs/validation.md lists them with reasons.
+//!
 //! The rule table and the torn/invalid classification are in the module docs of [`super`].
-//! Anchoring is decided by signature: a candidate issuer must verify the certificate's signature
-//! with its public key, a matching name alone is not enough.
 
 use std::collections::{HashMap, HashSet};
 
-use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::{FromDer, X509Version};
+use x509_parser::prelude::X509Version;
 
+use super::cert::{Cert, load};
 use super::{
-    CertInfo, Deployed, Finding, FindingCode, Fingerprint, ParseError, RawMaterial, Report, SecretRole, Severity,
-    ValidationOptions, Verdict, fingerprint, key, parse_certificates,
+    Deployed, Finding, FindingCode, ParseError, RawMaterial, Report, SecretRole, Severity, ValidationOptions, Verdict,
+    chain, check_certificate_der, deployed, fingerprint, key, parse_certificates, pem,
 };
 
-/// One parsed certificate with what the report says about it.
-struct Cert<'a> {
-    der: &'a [u8],
-    x: X509Certificate<'a>,
-    info: CertInfo,
-}
+/// Where an istiod-refusal message points the reader for the stricter rules.
+const STRICTER: &str = "cacerts-sync is stricter than istiod here, see docs/validation.md";
 
-impl Cert<'_> {
-    /// `root-cert certificate 2 ("CN=Root")`, or `ca-cert ("CN=Intermediate")` for the single ca-cert.
-    fn describe(&self) -> String {
-        match self.info.role {
-            SecretRole::CaCert => format!("ca-cert (\"{}\")", self.info.subject),
-            role => format!("{role} certificate {} (\"{}\")", self.info.index + 1, self.info.subject),
-        }
-    }
-
-    fn signed_by(&self, issuer: &Cert<'_>) -> bool {
-        self.x.verify_signature(Some(issuer.x.public_key())).is_ok()
-    }
-
-    fn names_issuer(&self, issuer: &Cert<'_>) -> bool {
-        self.x.issuer().as_raw() == issuer.x.subject().as_raw()
-    }
-}
-
-struct Ctx {
-    findings: Vec<Finding>,
+#[derive(Default)]
+pub(super) struct Ctx {
+    pub findings: Vec<Finding>,
 }
 
 impl Ctx {
-    fn push(
+    pub fn push(
         &mut self,
         severity: Severity,
         code: FindingCode,
@@ -55,7 +40,7 @@ impl Ctx {
         self.findings.push(Finding { severity, code, secret, block, message });
     }
 
-    fn about(&mut self, severity: Severity, code: FindingCode, cert: &Cert<'_>, message: String) {
+    pub fn about(&mut self, severity: Severity, code: FindingCode, cert: &Cert<'_>, message: String) {
         self.push(severity, code, Some(cert.info.role), Some(cert.info.index), message);
     }
 
@@ -65,40 +50,76 @@ impl Ctx {
 }
 
 pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<&Deployed<'_>>) -> Report {
-    let mut cx = Ctx { findings: Vec::new() };
+    let mut cx = Ctx::default();
 
     let root_ders = parse_certificates(SecretRole::RootCert, &raw.root_cert).map_err(|e| cx.parse_error(&e)).ok();
-    let ca_ders = parse_certificates(SecretRole::CaCert, &raw.ca_cert)
-        .and_then(|ders| {
-            if ders.len() > 1 {
-                Err(ParseError::ExtraBlock {
-                    secret: SecretRole::CaCert,
-                    block: 1,
-                    count: ders.len(),
-                    expected: "certificate",
-                    hint: "; put further intermediates and the root in cert-chain",
-                })
-            } else {
-                Ok(ders)
-            }
-        })
-        .map_err(|e| cx.parse_error(&e))
-        .ok();
+    let ca_ders = parse_certificates(SecretRole::CaCert, &raw.ca_cert).map_err(|e| cx.parse_error(&e)).ok();
     let key = key::parse_private_key(&raw.ca_key).map_err(|e| cx.parse_error(&e)).ok();
     let chain_ders = parse_certificates(SecretRole::CertChain, &raw.cert_chain).map_err(|e| cx.parse_error(&e)).ok();
 
     // The root usually ends cert-chain and ca-cert heads it: verify each self-signature once.
     let mut self_signed = HashMap::new();
     let roots = load(SecretRole::RootCert, root_ders.as_deref(), opts, &mut self_signed);
-    let ca = load(SecretRole::CaCert, ca_ders.as_deref(), opts, &mut self_signed).into_iter().next();
+    // istiod reads the first block of ca-cert.pem; a chain appended after it is harmless.
+    let ca = load(SecretRole::CaCert, ca_ders.as_deref().map(|d| &d[..1]), opts, &mut self_signed).into_iter().next();
     let chain = load(SecretRole::CertChain, chain_ders.as_deref(), opts, &mut self_signed);
+    // A certificate secret the strict parser refused still feeds istiod's pools with what Go reads of it,
+    // so the report tells whether istiod itself would start.
+    let lenient = |role: SecretRole, strict: &Option<Vec<Vec<u8>>>, value: &[u8]| match strict {
+        Some(_) => None,
+        None => Some(
+            pem::go_certificate_blocks(value)
+                .into_iter()
+                .filter(|d| check_certificate_der(role, 0, d).is_ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let root_fallback = lenient(SecretRole::RootCert, &root_ders, &raw.root_cert);
+    let chain_fallback = lenient(SecretRole::CertChain, &chain_ders, &raw.cert_chain);
+    let mut scratch = HashMap::new();
+    let root_fallback = load(SecretRole::RootCert, root_fallback.as_deref(), opts, &mut scratch);
+    let chain_fallback = load(SecretRole::CertChain, chain_fallback.as_deref(), opts, &mut scratch);
+    report_ignored_blocks(&mut cx, ca_ders.as_deref(), key.as_ref());
 
-    check_validity(&mut cx, roots.iter().chain(ca.as_ref()).chain(chain.iter()), opts);
-    if root_ders.is_some() {
-        check_roots(&mut cx, &roots);
-    }
+    // 1. istiod's check.
+    let mut anchor = None;
+    let mut refused: Option<&[u8]> = None;
     if let Some(ca) = &ca {
-        check_ca_cert(&mut cx, ca);
+        if let Some(text) = ca.go_parse_error() {
+            refused = Some(ca.der);
+            cx.about(
+                Severity::Error,
+                FindingCode::GoParseError,
+                ca,
+                format!("{}: istiod would refuse this: failed to parse cert PEM: {text}", ca.describe()),
+            );
+        } else {
+            // AppendCertsFromPEM skips what Go cannot parse.
+            let go_parses = |c: &&Cert<'_>| c.go_parse_error().is_none();
+            let root_pool: Vec<&Cert<'_>> = roots.iter().chain(&root_fallback).filter(go_parses).collect();
+            let chain_pool: Vec<&Cert<'_>> = chain.iter().chain(&chain_fallback).filter(go_parses).collect();
+            match chain::verify(ca, &root_pool, &chain_pool, opts.now.as_second()) {
+                Ok(path) => {
+                    let top = path.last().expect("a chain is never empty").der;
+                    anchor = roots.iter().position(|r| r.der == top);
+                    check_workload_path_len(&mut cx, &path);
+                    // cert-chain's certificates get this check in check_chain.
+                    for c in path[1..].iter().filter(|c| c.info.role == SecretRole::RootCert) {
+                        check_eku_client_auth(&mut cx, c);
+                    }
+                }
+                Err(e) => {
+                    refused = Some(e.cert.der);
+                    let cause = e.cause.map(|text| format!(" (on the way: {text})")).unwrap_or_default();
+                    cx.about(
+                        Severity::Error,
+                        e.code,
+                        e.cert,
+                        format!("{}: istiod would refuse this: {}{cause}", e.cert.describe(), e.text),
+                    );
+                }
+            }
+        }
     }
     if let (Some(ca), Some(key)) = (&ca, &key)
         && key.public_key != ca.x.public_key().subject_public_key.data.as_ref()
@@ -109,44 +130,30 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
             Some(SecretRole::CaKey),
             Some(0),
             format!(
-                "ca-key ({}) does not match the public key of {}; ca-cert and ca-key are from different intermediates",
+                "ca-key PEM block 1 ({}) does not match the public key of {}; ca-cert and ca-key are from different intermediates (istiod would refuse this: tls: private key does not match public key)",
                 key.algorithm,
                 ca.describe()
             ),
         );
     }
+
+    // 2. Stricter by design.
+    if let Some(ca) = &ca {
+        check_ca_cert(&mut cx, ca);
+    }
     if chain_ders.is_some() {
         check_chain(&mut cx, ca.as_ref(), &chain, root_ders.is_some().then_some(roots.as_slice()));
     }
 
-    // ca-cert's path up to a root, through the chain's other certificates.
-    let mut anchor = None;
-    if let (Some(ca), true) = (&ca, root_ders.is_some()) {
-        let intermediates: Vec<&Cert<'_>> = chain.iter().filter(|c| c.der != ca.der).collect();
-        match find_path(ca, &intermediates, &roots) {
-            Some((root, path)) => {
-                anchor = Some(root);
-                check_path_len(&mut cx, ca, &intermediates, &path, &roots[root]);
-            }
-            None => cx.push(
-                Severity::Error,
-                FindingCode::NotAnchored,
-                Some(SecretRole::CaCert),
-                Some(0),
-                format!(
-                    "{} (issuer \"{}\") does not verify, by signature, against any of the {} certificate(s) in root-cert, directly or through cert-chain",
-                    ca.describe(),
-                    ca.info.issuer,
-                    roots.len()
-                ),
-            ),
-        }
+    // Remarks.
+    check_validity(&mut cx, roots.iter().chain(ca.as_ref()).chain(chain.iter()), refused, opts);
+    if root_ders.is_some() {
+        check_roots(&mut cx, &roots, anchor);
     }
-
     if let Some(d) = deployed
         && root_ders.is_some()
     {
-        check_deployed(&mut cx, d, &roots, &chain);
+        deployed::check_deployed(&mut cx, d, &roots, &chain);
     }
 
     let root_fingerprint = root_ders.as_ref().map(|r| fingerprint::root(r.iter().map(Vec::as_slice)));
@@ -177,148 +184,63 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
     }
 }
 
-/// Parses DER that [`parse_certificates`] already accepted into [`Cert`]s.
-fn load<'a>(
-    role: SecretRole,
-    ders: Option<&'a [Vec<u8>]>,
+/// istiod reads one block of `ca-cert` and `ca-key`; say so when there are more.
+fn report_ignored_blocks(cx: &mut Ctx, ca_ders: Option<&[Vec<u8>]>, key: Option<&key::PublicKeyInfo>) {
+    if let Some(ders) = ca_ders
+        && ders.len() > 1
+    {
+        cx.push(
+            Severity::Info,
+            FindingCode::IgnoredBlocks,
+            Some(SecretRole::CaCert),
+            Some(1),
+            format!(
+                "ca-cert holds {} certificates; istiod uses PEM block 1 only and ignores blocks 2-{} (put the chain in cert-chain)",
+                ders.len(),
+                ders.len()
+            ),
+        );
+    }
+    if let Some(k) = key
+        && k.ignored_blocks > 0
+    {
+        cx.push(
+            Severity::Info,
+            FindingCode::IgnoredBlocks,
+            Some(SecretRole::CaKey),
+            Some(1),
+            format!("ca-key holds {} PEM blocks; istiod uses block 1 only", k.ignored_blocks + 1),
+        );
+    }
+}
+
+/// Expired and not-yet-valid certificates istiod's check did not refuse (it reads only the path) are
+/// warnings; certificates close to expiry too.
+fn check_validity<'a, 'b: 'a>(
+    cx: &mut Ctx,
+    certs: impl Iterator<Item = &'a Cert<'b>>,
+    refused: Option<&[u8]>,
     opts: &ValidationOptions,
-    self_signed: &mut HashMap<&'a [u8], bool>,
-) -> Vec<Cert<'a>> {
-    let Some(ders) = ders else { return Vec::new() };
-    ders.iter()
-        .enumerate()
-        .filter_map(|(index, der)| {
-            let (_, x) = X509Certificate::from_der(der).ok()?;
-            let is_self_signed = *self_signed
-                .entry(der.as_slice())
-                .or_insert_with(|| x.issuer().as_raw() == x.subject().as_raw() && x.verify_signature(None).is_ok());
-            let info = cert_info(role, index, der, &x, opts, is_self_signed);
-            Some(Cert { der, x, info })
-        })
-        .collect()
-}
-
-fn timestamp(t: x509_parser::time::ASN1Time) -> jiff::Timestamp {
-    let secs = t.timestamp();
-    jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX })
-}
-
-fn cert_info(
-    role: SecretRole,
-    index: usize,
-    der: &[u8],
-    x: &X509Certificate<'_>,
-    opts: &ValidationOptions,
-    self_signed: bool,
-) -> CertInfo {
-    let not_before = timestamp(x.validity().not_before);
-    let not_after = timestamp(x.validity().not_after);
-    let serial = {
-        let raw = x.raw_serial();
-        let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
-        let s: String = raw[start..].iter().map(|b| format!("{b:02x}")).collect();
-        // Go's `%x` of a big.Int, as istiod logs it: no leading zero digit.
-        let s = s.trim_start_matches('0');
-        if s.is_empty() { "0".to_owned() } else { s.to_owned() }
-    };
-    CertInfo {
-        role,
-        index,
-        subject: go_name(x.subject()),
-        issuer: go_name(x.issuer()),
-        serial,
-        not_before,
-        not_after,
-        days_left: (not_after.as_second() - opts.now.as_second()).div_euclid(86_400),
-        sha256: Fingerprint::of(der),
-        is_ca: x.is_ca(),
-        self_signed,
-    }
-}
-
-/// A distinguished name as Go's `pkix.Name.String()` prints it (and so istiod's log): RFC 2253
-/// order, most specific first (`CN=Intermediate,O=Example`), the standard attributes in Go's fixed
-/// order, values escaped as Go escapes them. Other attributes follow as `OID=value`.
-fn go_name(name: &x509_parser::x509::X509Name<'_>) -> String {
-    // Go's ToRDNSequence order; the string lists them reversed.
-    const STANDARD: [(u8, &str); 9] = [
-        (6, "C"),
-        (8, "ST"),
-        (7, "L"),
-        (9, "STREET"),
-        (17, "POSTALCODE"),
-        (10, "O"),
-        (11, "OU"),
-        (3, "CN"),
-        (5, "SERIALNUMBER"),
-    ];
-    let attrs: Vec<_> = name.iter_attributes().collect();
-    let standard_id = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| match a.attr_type().as_bytes() {
-        [0x55, 0x04, id] if STANDARD.iter().any(|(n, _)| n == id) => Some(*id),
-        _ => None,
-    };
-    let value = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| match a.as_str() {
-        Ok(s) => escape_go(s),
-        Err(_) => format!("#{}", a.attr_value().as_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()),
-    };
-    let mut rdns: Vec<String> = attrs
-        .iter()
-        .filter(|a| standard_id(a).is_none())
-        .map(|a| format!("{}={}", a.attr_type().to_id_string(), value(a)))
-        .collect();
-    for (id, label) in STANDARD {
-        let values: Vec<String> =
-            attrs.iter().filter(|a| standard_id(a) == Some(id)).map(|a| format!("{label}={}", value(a))).collect();
-        if !values.is_empty() {
-            rdns.push(values.join("+"));
-        }
-    }
-    rdns.reverse();
-    rdns.join(",")
-}
-
-fn escape_go(s: &str) -> String {
-    let n = s.chars().count();
-    let mut out = String::with_capacity(s.len());
-    for (k, c) in s.chars().enumerate() {
-        let escape = match c {
-            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => true,
-            ' ' => k == 0 || k + 1 == n,
-            '#' => k == 0,
-            _ => false,
-        };
-        if escape {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn check_validity<'a, 'b: 'a>(cx: &mut Ctx, certs: impl Iterator<Item = &'a Cert<'b>>, opts: &ValidationOptions) {
+) {
     // The same certificate often appears twice (ca-cert heads cert-chain, the root ends it): report once.
     let mut seen = HashSet::new();
     let now = opts.now.as_second();
     let warn = i64::try_from(opts.expiry_warning.as_secs()).unwrap_or(i64::MAX);
     for c in certs {
-        if !seen.insert(c.der) {
+        if !seen.insert(c.der) || refused == Some(c.der) {
             continue;
         }
         let (nb, na) = (c.info.not_before, c.info.not_after);
         if now < nb.as_second() {
-            cx.about(
-                Severity::Error,
-                FindingCode::NotYetValid,
-                c,
-                format!("{} is not valid before {nb}", c.describe()),
-            );
+            let msg = format!("{} is not valid before {nb}; istiod's check does not use it", c.describe());
+            cx.about(Severity::Warning, FindingCode::NotYetValid, c, msg);
         } else if now > na.as_second() {
-            cx.about(
-                Severity::Error,
-                FindingCode::Expired,
-                c,
-                format!("{} expired at {na} ({} days ago)", c.describe(), -c.info.days_left - 1),
+            let msg = format!(
+                "{} expired at {na} ({} days ago); istiod's check does not use it",
+                c.describe(),
+                -c.info.days_left - 1
             );
+            cx.about(Severity::Warning, FindingCode::Expired, c, msg);
         } else if na.as_second() - now < warn {
             cx.about(
                 Severity::Warning,
@@ -330,40 +252,60 @@ fn check_validity<'a, 'b: 'a>(cx: &mut Ctx, certs: impl Iterator<Item = &'a Cert
     }
 }
 
-/// basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign.
-fn check_ca_capable(cx: &mut Ctx, c: &Cert<'_>, what: &str) {
-    if !c.info.is_ca {
+/// Stricter than istiod: `ca-cert` signs every workload certificate, and Go (so every proxy's peer)
+/// refuses a path through a v1, non-CA or no-keyCertSign issuer, though istiod itself starts with one.
+fn check_ca_cert(cx: &mut Ctx, ca: &Cert<'_>) {
+    if ca.x.version() != X509Version::V3 {
+        cx.about(
+            Severity::Error,
+            FindingCode::NotV3,
+            ca,
+            format!(
+                "{} is an X.509 v{} certificate; workload certificates it signs would not verify, it needs v3 with CA extensions ({STRICTER})",
+                ca.describe(),
+                ca.x.version().0 + 1
+            ),
+        );
+    }
+    if !ca.info.is_ca {
         cx.about(
             Severity::Error,
             FindingCode::NotCa,
-            c,
-            format!("{} is not a CA certificate (basicConstraints CA:TRUE missing); {what}", c.describe()),
+            ca,
+            format!(
+                "{} is not a CA certificate (basicConstraints CA:TRUE missing); workload certificates it signs would not verify ({STRICTER})",
+                ca.describe()
+            ),
         );
     }
-    if let Ok(Some(ku)) = c.x.key_usage()
-        && !ku.value.key_cert_sign()
-    {
+    if ca.key_usage_forbids_cert_sign() {
         cx.about(
             Severity::Error,
             FindingCode::NoKeyCertSign,
-            c,
-            format!("{} has keyUsage without keyCertSign; {what}", c.describe()),
+            ca,
+            format!(
+                "{} has keyUsage without keyCertSign; workload certificates it signs would not verify ({STRICTER})",
+                ca.describe()
+            ),
         );
     }
+    check_eku_client_auth(cx, ca);
 }
 
-/// Workload certificates carry serverAuth and clientAuth; an issuer whose EKU lacks them breaks
-/// verifiers that nest EKUs (Go's crypto/x509, as istio/istio #27193 found out).
-fn check_eku(cx: &mut Ctx, c: &Cert<'_>) {
-    if let Ok(Some(eku)) = c.x.extended_key_usage() {
-        let e = eku.value;
-        if !(e.any || (e.server_auth && e.client_auth)) {
+/// Stricter than istiod: a workload certificate hangs below `ca-cert`, so every CA above `ca-cert` has one
+/// more intermediate below it in a workload's chain than in istiod's own check. A pathLenConstraint that
+/// istiod's check just passes would make every workload certificate fail.
+fn check_workload_path_len(cx: &mut Ctx, path: &[&Cert<'_>]) {
+    for (below, c) in path.iter().enumerate().skip(1) {
+        if let Some((_, Some(max))) = c.basic_constraints()
+            && below > max as usize
+        {
             cx.about(
                 Severity::Error,
-                FindingCode::EkuRestricts,
+                FindingCode::PathLenExceeded,
                 c,
                 format!(
-                    "{} has extendedKeyUsage without serverAuth and clientAuth; workload certificates it issues would not verify for mTLS",
+                    "{} has pathLenConstraint {max} but {below} intermediate(s) below it counting ca-cert; workload certificates would not verify ({STRICTER})",
                     c.describe()
                 ),
             );
@@ -371,20 +313,58 @@ fn check_eku(cx: &mut Ctx, c: &Cert<'_>) {
     }
 }
 
-fn check_roots(cx: &mut Ctx, roots: &[Cert<'_>]) {
+/// Workload certificates carry serverAuth and clientAuth; an issuer whose EKU allows serverAuth (istiod's
+/// check) but not clientAuth breaks mTLS at verifiers that nest EKUs (Go's, as istio/istio #27193 found
+/// out). A missing serverAuth is istiod's own refusal, reported by the chain check.
+fn check_eku_client_auth(cx: &mut Ctx, c: &Cert<'_>) {
+    if let Some(e) = c.eku()
+        && !e.any
+        && e.server_auth
+        && !e.client_auth
+    {
+        cx.about(
+            Severity::Error,
+            FindingCode::EkuRestricts,
+            c,
+            format!(
+                "{} has extendedKeyUsage without clientAuth; workload certificates it issues would not verify as mTLS clients ({STRICTER})",
+                c.describe()
+            ),
+        );
+    }
+}
+
+/// Roots istiod does not use are only remarked upon.
+fn check_roots(cx: &mut Ctx, roots: &[Cert<'_>], anchor: Option<usize>) {
     let mut seen: Vec<&[u8]> = Vec::new();
-    for r in roots {
+    for (i, r) in roots.iter().enumerate() {
         if let Some(first) = seen.iter().position(|d| *d == r.der) {
             cx.about(
                 Severity::Warning,
                 FindingCode::DuplicateRoot,
                 r,
-                format!("{} duplicates root-cert certificate {}", r.describe(), first + 1),
+                format!("{} duplicates root-cert PEM block {}", r.describe(), first + 1),
             );
             continue;
         }
         seen.push(r.der);
-        check_ca_capable(cx, r, "a root must be a CA");
+        if anchor != Some(i) {
+            if !r.info.is_ca {
+                cx.about(
+                    Severity::Warning,
+                    FindingCode::NotCa,
+                    r,
+                    format!("{} is not a CA certificate; it can anchor nothing", r.describe()),
+                );
+            } else if r.key_usage_forbids_cert_sign() {
+                cx.about(
+                    Severity::Warning,
+                    FindingCode::NoKeyCertSign,
+                    r,
+                    format!("{} has keyUsage without keyCertSign; it can anchor nothing", r.describe()),
+                );
+            }
+        }
         if !r.info.self_signed {
             cx.about(
                 Severity::Warning,
@@ -412,23 +392,8 @@ fn check_roots(cx: &mut Ctx, roots: &[Cert<'_>]) {
     }
 }
 
-fn check_ca_cert(cx: &mut Ctx, ca: &Cert<'_>) {
-    if ca.x.version() != X509Version::V3 {
-        cx.about(
-            Severity::Error,
-            FindingCode::NotV3,
-            ca,
-            format!(
-                "{} is an X.509 v{} certificate; istiod needs v3 with CA extensions",
-                ca.describe(),
-                ca.x.version().0 + 1
-            ),
-        );
-    }
-    check_ca_capable(cx, ca, "istiod cannot sign workload certificates with it");
-    check_eku(cx, ca);
-}
-
+/// Stricter than istiod: `cert-chain` is what every workload presents above its own certificate, so it
+/// must be `ca-cert`'s chain, in order, ending at (or just below) a root.
 fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: Option<&[Cert<'_>]>) {
     let Some(first) = chain.first() else { return };
     if let Some(ca) = ca
@@ -439,7 +404,7 @@ fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: O
             FindingCode::ChainMismatch,
             first,
             format!(
-                "{} (sha256 {}) is not {} (sha256 {}); cert-chain belongs to another intermediate",
+                "{} (sha256 {}) is not {} (sha256 {}); cert-chain belongs to another intermediate ({STRICTER})",
                 first.describe(),
                 first.info.sha256,
                 ca.describe(),
@@ -447,12 +412,8 @@ fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: O
             ),
         );
     }
-    for (i, c) in chain.iter().enumerate() {
-        // The first certificate is ca-cert, checked as such; a mismatching one is reported above.
-        if i > 0 {
-            check_ca_capable(cx, c, "every certificate after the first in cert-chain issues the one before it");
-            check_eku(cx, c);
-        }
+    for c in chain.iter().skip(1) {
+        check_eku_client_auth(cx, c);
     }
     let mut broken = false;
     for pair in chain.windows(2) {
@@ -462,7 +423,7 @@ fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: O
                 Severity::Error,
                 FindingCode::ChainBroken,
                 &pair[0],
-                format!("{} is not signed by {}", pair[0].describe(), pair[1].describe()),
+                format!("{} is not signed by {} ({STRICTER})", pair[0].describe(), pair[1].describe()),
             );
         }
     }
@@ -482,176 +443,5 @@ fn check_chain(cx: &mut Ctx, ca: Option<&Cert<'_>>, chain: &[Cert<'_>], roots: O
                 last.info.issuer
             ),
         );
-    }
-}
-
-/// Finds a root that anchors `target` (directly or through `intermediates`), by signature.
-/// Returns the root's index and the intermediates used, from `target`'s issuer upwards.
-fn find_path(target: &Cert<'_>, intermediates: &[&Cert<'_>], roots: &[Cert<'_>]) -> Option<(usize, Vec<usize>)> {
-    let mut search = Search {
-        intermediates,
-        roots,
-        visited: vec![false; intermediates.len()],
-        path: Vec::new(),
-        budget: SIGNATURE_BUDGET,
-    };
-    let root = search.from(target)?;
-    Some((root, search.path))
-}
-
-/// Signature checks one anchoring search may spend. Real paths need a handful; the cap keeps
-/// hostile input (many certificates with one name and key, which all verify each other) from
-/// making the search explode.
-const SIGNATURE_BUDGET: usize = 512;
-/// Longest path of intermediates considered; real meshes use one or two.
-const MAX_DEPTH: usize = 16;
-
-/// Depth-first search for a path to a root. Each intermediate is expanded at most once:
-/// plain graph reachability, which finds a path whenever one exists.
-struct Search<'s, 'a> {
-    intermediates: &'s [&'s Cert<'a>],
-    roots: &'s [Cert<'a>],
-    visited: Vec<bool>,
-    path: Vec<usize>,
-    budget: usize,
-}
-
-impl Search<'_, '_> {
-    fn verifies(&mut self, child: &Cert<'_>, issuer: &Cert<'_>) -> bool {
-        if self.budget == 0 {
-            return false;
-        }
-        self.budget -= 1;
-        child.signed_by(issuer)
-    }
-
-    fn from(&mut self, target: &Cert<'_>) -> Option<usize> {
-        // Name-matching candidates first: the usual case costs one signature check.
-        for by_name in [true, false] {
-            for i in 0..self.roots.len() {
-                let root = &self.roots[i];
-                if target.names_issuer(root) == by_name && self.verifies(target, root) {
-                    return Some(i);
-                }
-            }
-        }
-        if self.path.len() >= MAX_DEPTH {
-            return None;
-        }
-        for by_name in [true, false] {
-            for i in 0..self.intermediates.len() {
-                let cand = self.intermediates[i];
-                if self.visited[i]
-                    || target.names_issuer(cand) != by_name
-                    || cand.der == target.der
-                    || !self.verifies(target, cand)
-                {
-                    continue;
-                }
-                self.visited[i] = true;
-                self.path.push(i);
-                if let Some(root) = self.from(cand) {
-                    return Some(root);
-                }
-                self.path.pop();
-            }
-        }
-        None
-    }
-}
-
-/// pathLenConstraint: a CA may have at most that many intermediates below it, and ca-cert
-/// itself is an intermediate (workload certificates hang below it).
-fn check_path_len(cx: &mut Ctx, ca: &Cert<'_>, intermediates: &[&Cert<'_>], path: &[usize], root: &Cert<'_>) {
-    // Top-down: root, the chain's intermediates, ca-cert (just ca-cert when it is the root itself).
-    let mut ladder: Vec<&Cert<'_>> = Vec::with_capacity(path.len() + 2);
-    if root.der != ca.der {
-        ladder.push(root);
-    }
-    ladder.extend(path.iter().rev().map(|&i| intermediates[i]));
-    ladder.push(ca);
-    let n = ladder.len() - 1;
-    for (p, c) in ladder.iter().enumerate() {
-        let Ok(Some(bc)) = c.x.basic_constraints() else {
-            continue;
-        };
-        let Some(limit) = bc.value.path_len_constraint else {
-            continue;
-        };
-        let below = n - p;
-        if below > limit as usize {
-            cx.about(
-                Severity::Error,
-                FindingCode::PathLenExceeded,
-                c,
-                format!(
-                    "{} has pathLenConstraint {limit} but {below} intermediate(s) below it on the path to ca-cert; workload certificates would not verify",
-                    c.describe()
-                ),
-            );
-        }
-    }
-}
-
-fn check_deployed(cx: &mut Ctx, d: &Deployed<'_>, roots: &[Cert<'_>], chain: &[Cert<'_>]) {
-    let opts = ValidationOptions { now: jiff::Timestamp::UNIX_EPOCH, expiry_warning: std::time::Duration::ZERO };
-    let parsed = parse_certificates(SecretRole::RootCert, d.root_cert)
-        .and_then(|r| parse_certificates(SecretRole::CaCert, d.ca_cert).map(|c| (r, c)));
-    let (dep_root_ders, dep_ca_ders) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            cx.push(
-                Severity::Info,
-                FindingCode::DeployedUnreadable,
-                None,
-                None,
-                format!("the deployed cacerts could not be parsed, root-rotation checks skipped: {}", e.full_message()),
-            );
-            return;
-        }
-    };
-    let mut cache = HashMap::new();
-    let dep_roots = load(SecretRole::RootCert, Some(&dep_root_ders), &opts, &mut cache);
-    let Some(dep_ca) = load(SecretRole::CaCert, Some(&dep_ca_ders[..1]), &opts, &mut cache).into_iter().next() else {
-        return;
-    };
-
-    let added = roots.iter().filter(|r| !dep_roots.iter().any(|d| d.der == r.der)).count();
-    let removed = dep_roots.iter().filter(|d| !roots.iter().any(|r| r.der == d.der)).count();
-    if added > 0 || removed > 0 {
-        cx.push(
-            Severity::Info,
-            FindingCode::RootBundleChanged,
-            Some(SecretRole::RootCert),
-            None,
-            format!("root-cert differs from the deployed bundle: {added} root(s) added, {removed} removed; istiod must restart to load it"),
-        );
-    }
-
-    // The live intermediate may hang below further intermediates; the new chain is our best knowledge of them.
-    let intermediates: Vec<&Cert<'_>> = chain.iter().filter(|c| c.der != dep_ca.der).collect();
-    for (i, live) in dep_roots.iter().enumerate() {
-        if find_path(&dep_ca, &intermediates, std::slice::from_ref(live)).is_none() {
-            continue;
-        }
-        // A re-issued root with the same name and key still verifies what the old one signed.
-        let kept = roots.iter().any(|r| {
-            r.x.subject().as_raw() == live.x.subject().as_raw() && r.x.public_key().raw == live.x.public_key().raw
-        });
-        if !kept {
-            cx.push(
-                Severity::Warning,
-                FindingCode::RootDropsLiveAnchor,
-                Some(SecretRole::RootCert),
-                None,
-                format!(
-                    "root-cert drops deployed root {} (\"{}\", sha256 {}), which anchors the intermediate live now (\"{}\"); workloads whose certificates chain to it fail mTLS until they renew. Keep both roots until the new intermediate has rolled out",
-                    i + 1,
-                    live.info.subject,
-                    live.info.sha256,
-                    dep_ca.info.subject
-                ),
-            );
-        }
     }
 }

@@ -70,6 +70,10 @@ enum CheckRootError {
         "secret {namespace}/{name} does not exist: nothing to check (sync it first, or check --namespace/--secret)"
     )]
     Missing { namespace: String, name: String },
+    #[error(
+        "failed to validate secret {namespace}/{name}: its material is {verdict}, istiod would not start with it (or workloads would break); nothing restarted, no fingerprint recorded: {findings}"
+    )]
+    Invalid { namespace: String, name: String, verdict: Verdict, findings: String },
     #[error("failed to read root-cert.pem in secret {namespace}/{name}")]
     BadRoot {
         namespace: String,
@@ -85,7 +89,7 @@ impl Classify for CheckRootError {
             CheckRootError::Kube(e) => e.class(),
             CheckRootError::Restart(e) => e.class(),
             CheckRootError::Missing { .. } => FailureClass::Usage,
-            CheckRootError::BadRoot { .. } => FailureClass::Invalid,
+            CheckRootError::BadRoot { .. } | CheckRootError::Invalid { .. } => FailureClass::Invalid,
         }
     }
 }
@@ -97,10 +101,29 @@ async fn check_root_inner(config: &CheckRootConfig) -> Result<u8, CheckRootError
         .get()
         .await?
         .ok_or_else(|| CheckRootError::Missing { namespace: config.namespace.clone(), name: config.secret.clone() })?;
-    let fingerprint = bundle::root_fingerprint(&material_of(&secret).root_cert).map_err(|source| {
-        CheckRootError::BadRoot { namespace: config.namespace.clone(), name: config.secret.clone(), source }
-    })?;
+    let material = material_of(&secret);
     let events = k8s::Events::new(client.clone());
+    // Restarting istiod into material it refuses is an outage, and recording the fingerprint would keep
+    // it from ever restarting again: the whole cacerts must pass istiod's check first. The Secret is
+    // written in one update, so a torn state here does not resolve by waiting.
+    let report = bundle::validate(&material, &ValidationOptions::default(), None);
+    if report.verdict != Verdict::Valid {
+        let findings: Vec<&str> = report.errors().map(|f| f.message.as_str()).collect();
+        let error = CheckRootError::Invalid {
+            namespace: config.namespace.clone(),
+            name: config.secret.clone(),
+            verdict: report.verdict,
+            findings: findings.join("; "),
+        };
+        let r = k8s::reference("v1", "Secret", &config.namespace, &config.secret, secret.metadata.uid.clone());
+        events.warning(&r, "InvalidMaterial", "CheckRoot", error.to_string()).await;
+        return Err(error);
+    }
+    let fingerprint = bundle::root_fingerprint(&material.root_cert).map_err(|source| CheckRootError::BadRoot {
+        namespace: config.namespace.clone(),
+        name: config.secret.clone(),
+        source,
+    })?;
     let restarter = Restarter::new(client, config.restart.clone(), Some(events));
     // The Secret is not written here, so what it holds now is also what istiod saw before: first contact records.
     let outcome = restarter

@@ -1,0 +1,3 @@
+module cacerts-sync/istiod-verify
+
+go 1.23

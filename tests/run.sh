@@ -45,8 +45,8 @@ python3 -m pip install -q --disable-pip-version-check -r tests/chart/requirement
 echo "==> Rust tests"
 cargo test --workspace --locked --no-fail-fast
 
-echo "==> Helm chart tests"
-python3 -m pytest tests/chart -q -p no:cacheprovider
+echo "==> Helm chart tests (alert rules and dashboard with promtool), docs links"
+python3 -m pytest tests/chart tests/docs -q -p no:cacheprovider
 
 # The Dockerfile's build command, then the checks its RUN step makes, then the README's first command with it.
 echo "==> the container image's binary: static release build, exactly as the Dockerfile builds it"

@@ -8,10 +8,10 @@ use clap::CommandFactory as _;
 
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
 
-/// The clap command as it is parsed, under the name it is installed as (`cacerts-sync` or, in kubectl plugin
-/// mode, `kubectl-cacerts`).
-fn command(bin_name: &'static str) -> clap::Command {
-    let mut cmd = Cli::command().name(bin_name).bin_name(bin_name);
+/// The clap command for the man pages. `help` has no page of its own (clap_mangen's `generate_to` leaves it
+/// out too), so the main page does not list it.
+fn man_command() -> clap::Command {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
     // Building propagates the global flags into every subcommand and names subcommand pages `NAME-SUB`.
     cmd.build();
     cmd
@@ -53,7 +53,7 @@ pub enum ManError {
 
 /// Writes the main page, a subcommand's page, or (with `--out-dir`) every page as files.
 pub fn man(args: &ManArgs, out: &mut dyn Write) -> Result<(), ManError> {
-    let cmd = command("cacerts-sync");
+    let cmd = man_command();
     if let Some(dir) = &args.out_dir {
         return write_all(cmd, dir);
     }

@@ -102,6 +102,7 @@ fn the_man_page_renders_cleanly_and_lists_every_subcommand() {
     for sub in ["cacerts-sync-sync(1)", "cacerts-sync-check-root(1)", "cacerts-sync-inspect(1)"] {
         assert!(text.contains(sub), "{sub} missing:\n{text}");
     }
+    assert!(!text.contains("cacerts-sync-help(1)"), "no page exists for help:\n{text}");
 }
 
 #[test]

@@ -4,9 +4,27 @@
 //! everything without a shell. The groups are flattened into the subcommands that use them, kubert-style.
 //! Parsing stops here: [`crate::config`] turns these values into one validated configuration.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+
+use crate::plugin;
+
+/// Parses the process's arguments. Started as `kubectl-cacerts`, usage and help say `kubectl cacerts` and a
+/// namespace flag given before the subcommand is accepted, as kubectl users type it ([`crate::plugin`]).
+pub fn parse() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if !args.first().is_some_and(|argv0| plugin::invoked_as_plugin(argv0)) {
+        return Cli::parse_from(args);
+    }
+    let matches = Cli::command()
+        .name(plugin::PLUGIN_COMMAND)
+        .bin_name(plugin::PLUGIN_COMMAND)
+        .get_matches_from(plugin::kubectl_style_args(args));
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// Keep an Istio mesh's plug-in CA (the `cacerts` Secret) in step with Azure Key Vault.
 ///
@@ -18,6 +36,14 @@ pub struct Cli {
     /// Log format. The filter comes from RUST_LOG (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CACERTS_SYNC_LOG_FORMAT")]
     pub log_format: LogFormat,
+
+    /// Kubeconfig file to use instead of KUBECONFIG / ~/.kube/config (kubectl's --kubeconfig).
+    #[arg(long, global = true, env = "CACERTS_SYNC_KUBECONFIG", value_name = "PATH", help_heading = "Kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one (kubectl's --context).
+    #[arg(long, global = true, env = "CACERTS_SYNC_CONTEXT", value_name = "NAME", help_heading = "Kubernetes")]
+    pub context: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +66,10 @@ pub enum Command {
     CheckRoot(CheckRootArgs),
     /// Print every certificate, the fingerprints and a verdict for plug-in CA material, without writing anything.
     Inspect(InspectArgs),
+    /// Print a shell completion script: `source <(cacerts-sync completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `cacerts-sync man | man -l -`.
+    Man(ManArgs),
 }
 
 /// Where the material comes from.
@@ -51,7 +81,7 @@ pub struct SourceArgs {
     pub vault_url: Option<String>,
 
     /// Read the material from somewhere other than Key Vault: `dir:PATH` (a CSI driver mount or a
-    /// `cacerts`-style directory; files with or without `.pem`). `inspect` also takes `secret:NAMESPACE/NAME`.
+    /// `cacerts`-style directory; files with or without `.pem`). `inspect` also takes `secret:[NAMESPACE/]NAME`.
     #[arg(long, env = "CACERTS_SYNC_SOURCE", value_name = "SPEC")]
     pub source: Option<String>,
 
@@ -254,6 +284,10 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    /// Namespace of a `--source secret:NAME` given without one.
+    #[arg(long, short = 'n', env = "CACERTS_SYNC_NAMESPACE", default_value = "istio-system")]
+    pub namespace: String,
+
     /// Warn when a certificate expires within this window.
     #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]
     pub expiry_warning: humantime::Duration,
@@ -265,6 +299,24 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text, env = "CACERTS_SYNC_OUTPUT")]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// A subcommand's page (`cacerts-sync-sync(1)`) instead of the main page.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+
+    /// Write every page (`cacerts-sync.1`, `cacerts-sync-sync.1`, ...) into this directory instead, for packaging.
+    #[arg(long, env = "CACERTS_SYNC_OUT_DIR", value_name = "DIR", conflicts_with = "subcommand")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,11 +337,14 @@ mod tests {
 
     #[test]
     fn every_flag_has_an_env_var_named_after_it() {
-        let cmd = Cli::command();
-        for sub in cmd.get_subcommands() {
+        let mut cmd = Cli::command();
+        // Building propagates the global flags (--log-format, --kubeconfig, --context) into every subcommand.
+        cmd.build();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
             for arg in sub.get_arguments() {
                 let id = arg.get_id().as_str();
-                if matches!(id, "help" | "version") {
+                // Positional operands (the shell of `completions`) are what the command is about, not settings.
+                if matches!(id, "help" | "version") || arg.is_positional() {
                     continue;
                 }
                 let env = arg.get_env().unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));

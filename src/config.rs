@@ -389,8 +389,15 @@ impl CheckRootConfig {
 
 impl InspectConfig {
     pub fn from_args(args: &cli::InspectArgs) -> Result<Self, ConfigError> {
+        let mut source_args = args.source.clone();
+        // `secret:NAME` means the Secret in --namespace (kubectl's habit: `kubectl cacerts -n NS inspect ...`).
+        if let Some(name) = source_args.source.as_deref().and_then(|s| s.strip_prefix("secret:"))
+            && !name.contains('/')
+        {
+            source_args.source = Some(format!("secret:{}/{name}", args.namespace));
+        }
         Ok(Self {
-            source: source(&args.source, true)?,
+            source: source(&source_args, true)?,
             expiry_warning: args.expiry_warning.into(),
             timeout: nonzero("--timeout", args.timeout)?,
             json: args.output == cli::OutputFormat::Json,

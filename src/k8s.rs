@@ -1,6 +1,10 @@
 //! The Kubernetes side's shared pieces: the client, error classification, names and Events.
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::error::{Classify, FailureClass};
@@ -73,12 +77,50 @@ impl Classify for KubeError {
     }
 }
 
-/// Builds a client from `KUBECONFIG`/`~/.kube/config`, or the in-cluster service account.
+/// kubectl's connection flags (`--kubeconfig`, `--context`), the same for every Kubernetes call of the process.
+#[derive(Clone, Debug, Default)]
+pub struct KubeOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+// Process-wide, set once from the command line before any client exists (like the KUBECONFIG variable they
+// stand in for): every subcommand, present and future, gets them through `client()` without plumbing.
+static OPTIONS: OnceLock<KubeOptions> = OnceLock::new();
+
+/// Sets the connection flags for every later [`client`]; the first call wins.
+pub fn configure(options: KubeOptions) {
+    let _ = OPTIONS.set(options);
+}
+
+/// Builds a client: the `--kubeconfig` file and/or `--context` when given, else `KUBECONFIG`/`~/.kube/config`
+/// or the in-cluster service account.
 pub async fn client() -> Result<kube::Client, KubeError> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| KubeError::new("load a kubeconfig or the in-cluster config", kube::Error::InferConfig(e)))?;
+    let config = load_config(OPTIONS.get().cloned().unwrap_or_default()).await?;
     kube::Client::try_from(config).map_err(|e| KubeError::new("create the Kubernetes client", e))
+}
+
+async fn load_config(options: KubeOptions) -> Result<kube::Config, KubeError> {
+    let context_options = KubeConfigOptions { context: options.context.clone(), ..Default::default() };
+    let failed = |action: String| move |e| KubeError::new(action, kube::Error::InferKubeconfig(e));
+    let use_context = match &options.context {
+        Some(context) => format!("use context {context:?} of the kubeconfig"),
+        None => "use the kubeconfig's current context".to_string(),
+    };
+    match options.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(&path).map_err(failed(format!("read the kubeconfig {}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &context_options).await.map_err(failed(use_context))
+        }
+        // Only a context: the kubeconfig kubectl would read (KUBECONFIG, else ~/.kube/config), never in-cluster.
+        None if options.context.is_some() => {
+            kube::Config::from_kubeconfig(&context_options).await.map_err(failed(use_context))
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::new("load a kubeconfig or the in-cluster config", kube::Error::InferConfig(e))),
+    }
 }
 
 /// Publishes Kubernetes Events. Events are best effort: a failure is logged, never fatal.

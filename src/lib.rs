@@ -11,6 +11,7 @@
 //! - [`restart`] rolls every istiod Deployment once per root fingerprint.
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
+//! - [`shell`] prints completions and man pages; [`plugin`] makes the binary a kubectl plugin.
 //! - [`error`] classifies failures into the exit codes every subcommand shares.
 
 pub mod admin;
@@ -21,8 +22,10 @@ pub mod error;
 pub mod inspect;
 pub mod k8s;
 pub mod metrics;
+pub mod plugin;
 pub mod restart;
 pub mod run;
+pub mod shell;
 pub mod sink;
 pub mod source;
 pub mod sync;

@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 fn main() -> ExitCode {
-    let cli = cacerts_sync::cli::Cli::parse();
+    let cli = cacerts_sync::cli::parse();
     cacerts_sync::telemetry::init(cli.log_format);
     // One crypto provider for both the Azure (reqwest) and the Kubernetes (hyper-rustls) clients.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -10,6 +10,7 @@
 //! | `cacerts_sync_pass_duration_seconds` | histogram | | wall time of each pass, failed or not |
 //! | `cacerts_sync_last_success_timestamp_seconds` | gauge | | Unix time of the end of the last successful pass (0 until the first) |
 //! | `cacerts_sync_keyvault_requests_total` | counter | `status` | Key Vault HTTP attempts by status code (`200`, `429`, …), or `error` when no response came back |
+//! | `cacerts_sync_keyvault_request_duration_seconds` | histogram | | wall time of each Key Vault HTTP attempt, failed or not (token acquisition included) |
 //! | `cacerts_sync_istiod_restarts_total` | counter | `deployment` | istiod rollout restarts done by this replica |
 //! | `cacerts_sync_leader` | gauge | | 1 while this replica may write (it holds the Lease, or leader election is off), else 0 |
 //! | `cacerts_sync_root_fingerprint_info` | gauge | `fingerprint` | 1 for the SHA-256 root-bundle fingerprint of the last validated material; the old series is dropped when it changes |
@@ -75,6 +76,7 @@ pub struct Metrics {
     pass_duration: Histogram,
     last_success: Gauge<f64, AtomicU64>,
     keyvault_requests: Family<StatusLabels, Counter>,
+    keyvault_duration: Histogram,
     istiod_restarts: Family<DeploymentLabels, Counter>,
     leader: Gauge,
     root_fingerprint: Family<FingerprintLabels, Gauge>,
@@ -97,6 +99,9 @@ impl Metrics {
         let pass_duration = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         let last_success = Gauge::<f64, AtomicU64>::default();
         let keyvault_requests = Family::<StatusLabels, Counter>::default();
+        // 5 ms .. ~10 s: a GET in the same region takes tens of milliseconds; a token exchange or a throttled
+        // vault takes seconds.
+        let keyvault_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let istiod_restarts = Family::<DeploymentLabels, Counter>::default();
         let leader = Gauge::default();
         let root_fingerprint = Family::<FingerprintLabels, Gauge>::default();
@@ -118,6 +123,11 @@ impl Metrics {
             "keyvault_requests",
             "Key Vault HTTP attempts by status code (error: no response)",
             keyvault_requests.clone(),
+        );
+        registry.register(
+            "keyvault_request_duration_seconds",
+            "Wall time of Key Vault HTTP attempts, failed or not",
+            keyvault_duration.clone(),
         );
         registry.register("istiod_restarts", "istiod rollout restarts by Deployment", istiod_restarts.clone());
         registry.register(
@@ -142,6 +152,7 @@ impl Metrics {
             pass_duration,
             last_success,
             keyvault_requests,
+            keyvault_duration,
             istiod_restarts,
             leader,
             root_fingerprint,
@@ -213,16 +224,17 @@ impl Metrics {
         self.self_heals.inc();
     }
 
-    /// Counts one Key Vault HTTP attempt.
-    pub fn keyvault_request(&self, status: Option<u16>) {
+    /// Counts one Key Vault HTTP attempt and records how long it took.
+    pub fn keyvault_request(&self, status: Option<u16>, took: std::time::Duration) {
         let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
         self.keyvault_requests.get_or_create(&StatusLabels { status }).inc();
+        self.keyvault_duration.observe(took.as_secs_f64());
     }
 
     /// The Key Vault observer that feeds [`keyvault_request`](Self::keyvault_request).
     pub fn keyvault_observer(&self) -> Observer {
         let metrics = self.clone();
-        Arc::new(move |status| metrics.keyvault_request(status))
+        Arc::new(move |status, took| metrics.keyvault_request(status, took))
     }
 }
 
@@ -234,8 +246,8 @@ mod tests {
     fn every_documented_series_is_encoded_with_the_prefix() {
         let m = Metrics::new();
         m.pass_finished("unchanged", 0.2);
-        m.keyvault_request(Some(429));
-        m.keyvault_request(None);
+        m.keyvault_request(Some(429), std::time::Duration::from_millis(30));
+        m.keyvault_request(None, std::time::Duration::from_secs(3));
         m.set_leader(true);
         m.self_healed();
         let text = m.encode();
@@ -245,6 +257,8 @@ mod tests {
             "cacerts_sync_last_success_timestamp_seconds 0",
             "cacerts_sync_keyvault_requests_total{status=\"429\"} 1",
             "cacerts_sync_keyvault_requests_total{status=\"error\"} 1",
+            "cacerts_sync_keyvault_request_duration_seconds_count 2",
+            "cacerts_sync_keyvault_request_duration_seconds_bucket{le=\"0.04\"} 1",
             "cacerts_sync_leader 1",
             "cacerts_sync_self_heals_total 1",
         ] {

@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh machine: installs what the tests need, then runs
 #   1. every Rust test (unit, the Key Vault emulator and Kubernetes test server fidelity tests, end to end
 #      with the real binary, manifest parsing),
-#   2. the Helm chart tests with real Helm (helm-python-sdk bundles Helm's Go SDK).
+#   2. the Helm chart tests with real Helm (helm-python-sdk bundles Helm's Go SDK), the alert rules and the
+#      dashboard's queries with the real promtool, and the docs' links,
+#   3. the static release binary and the container image built from it with buildah, run for real.
 # The local servers the tests need (Key Vault + Entra emulator, Kubernetes API test server) are started
 # in-process by the tests themselves; nothing else has to run.
 set -euo pipefail
@@ -25,6 +27,13 @@ echo "==> checking tools"
 need cargo || { echo "cargo is required (rustup toolchain)"; exit 1; }
 need openssl || apt_install openssl
 need python3 || apt_install python3 python3-pip
+# groff renders the man pages (tests/cli_docs.rs); promtool checks the alert rules and dashboard queries;
+# buildah builds and runs the container image offline. --no-install-recommends: the prometheus package
+# otherwise pulls node-exporter and its collectors.
+need groff || apt_install groff-base
+need promtool || apt_install --no-install-recommends prometheus
+need buildah || apt_install buildah
+[ -f /etc/ssl/certs/ca-certificates.crt ] || apt_install ca-certificates
 if ! need kubectl; then
   # The kubectl fidelity tests drive the Kubernetes test server with the real kubectl.
   apt_install kubectl || apt_install kubernetes-client || { echo "kubectl is required for the kubectl fidelity tests"; exit 1; }
@@ -63,11 +72,10 @@ python3 -m pip install -q --disable-pip-version-check -r tests/chart/requirement
 echo "==> Rust tests"
 cargo test --workspace --locked --no-fail-fast
 
-echo "==> Helm chart tests"
-python3 -m pytest tests/chart -q -p no:cacheprovider
+echo "==> Helm chart tests (alert rules and dashboard with promtool), docs links"
+python3 -m pytest tests/chart tests/docs -q -p no:cacheprovider
 
-# No container engine runs here, so the image itself can't be built; the binary it copies can. This is the
-# Dockerfile's build command, then the checks its RUN step makes, then the README's first command with it.
+# The Dockerfile's build command, then the checks its RUN step makes, then the README's first command with it.
 echo "==> the container image's binary: static release build, exactly as the Dockerfile builds it"
 target="$(uname -m)-unknown-linux-gnu"
 RUSTFLAGS="-C target-feature=+crt-static" AWS_LC_SYS_NO_JITTER_ENTROPY=1 \
@@ -80,3 +88,7 @@ out=$(mktemp -d)
 cmp "$out/cacerts/ca-cert.pem" examples/sample-ca/ca-cert.pem
 rm -rf "$out"
 echo "static binary: ok ($(du -h "$bin" | cut -f1))"
+
+# No Docker engine runs here; buildah builds the Dockerfile's final stage from that binary, offline.
+echo "==> the container image, built and run with buildah"
+bash tests/image.sh "$bin"

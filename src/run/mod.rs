@@ -9,6 +9,8 @@ use crate::error::exit;
 
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> u8 {
+    // Before any subcommand builds a client: kubectl's --kubeconfig/--context apply to every one of them.
+    crate::k8s::configure(crate::k8s::KubeOptions { kubeconfig: cli.kubeconfig, context: cli.context });
     match cli.command {
         Command::Sync(args) => match crate::config::SyncConfig::from_args(&args) {
             Ok(config) => once::sync(config).await,
@@ -26,6 +28,24 @@ pub async fn main(cli: Cli) -> u8 {
             Ok(config) => watch::run(config).await,
             Err(e) => usage(e),
         },
+        Command::Completions(args) => {
+            written(crate::shell::completions(&args, "cacerts-sync", &mut std::io::stdout().lock()).map_err(Into::into))
+        }
+        Command::Man(args) => written(crate::shell::man(&args, &mut std::io::stdout().lock())),
+    }
+}
+
+fn written(result: Result<(), crate::shell::ManError>) -> u8 {
+    match result {
+        Ok(()) => exit::OK,
+        Err(error @ crate::shell::ManError::UnknownSubcommand(..)) => {
+            tracing::error!(%error, "invalid command line");
+            exit::USAGE
+        }
+        Err(error) => {
+            tracing::error!(%error, "failed to write the output");
+            exit::TRANSIENT
+        }
     }
 }
 

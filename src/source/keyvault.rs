@@ -33,8 +33,9 @@ const MAX_ATTEMPTS: u32 = 4;
 /// A `Retry-After` longer than this is cut down to it; watch mode carries the full value to its next pass.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(30);
 
-/// Called once per HTTP attempt with the status (`None` for a transport failure), for metrics.
-pub type Observer = Arc<dyn Fn(Option<u16>) + Send + Sync>;
+/// Called once per HTTP attempt with the status (`None` for a transport failure) and how long the attempt took
+/// (token acquisition included: that is the latency a pass sees), for metrics.
+pub type Observer = Arc<dyn Fn(Option<u16>, Duration) + Send + Sync>;
 
 /// Fetches the four secrets from one vault.
 pub struct VaultSource {
@@ -84,15 +85,16 @@ impl VaultSource {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let err = match self.client.get_secret(name, None).await {
                 Ok(response) => {
-                    self.observe(Some(200));
+                    self.observe(Some(200), started.elapsed());
                     return self.decode(role, name, response.into_model());
                 }
                 Err(err) => err,
             };
             let status = err.http_status().map(u16::from);
-            self.observe(status);
+            self.observe(status, started.elapsed());
             let failure = self.classify(role, name, err);
             let SourceError::Vault { class: FailureClass::Transient, retry_after, .. } = &failure else {
                 return Err(failure);
@@ -108,9 +110,9 @@ impl VaultSource {
         }
     }
 
-    fn observe(&self, status: Option<u16>) {
+    fn observe(&self, status: Option<u16>, took: Duration) {
         if let Some(observer) = &self.observer {
-            observer(status);
+            observer(status, took);
         }
     }
 

@@ -126,13 +126,19 @@ async fn load_config(options: KubeOptions) -> Result<kube::Config, KubeError> {
 /// Publishes Kubernetes Events. Events are best effort: a failure is logged, never fatal.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    /// `None`: a dry run, which publishes nothing (an Event is a write too).
+    recorder: Option<Recorder>,
 }
 
 impl Events {
     pub fn new(client: kube::Client) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client, reporter) }
+        Self { recorder: Some(Recorder::new(client, reporter)) }
+    }
+
+    /// Events that are only logged at debug level, never published: `--dry-run` is side-effect free.
+    pub fn disabled() -> Self {
+        Self { recorder: None }
     }
 
     /// Publishes a Normal event. `note` must never contain secret bytes.
@@ -162,8 +168,12 @@ impl Events {
             note.truncate(cut);
             note.push_str("...");
         }
+        let Some(recorder) = &self.recorder else {
+            tracing::debug!(reason, note, "dry run: not publishing the event");
+            return;
+        };
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        if let Err(error) = recorder.publish(&event, regarding).await {
             tracing::warn!(reason, error = %crate::error::chain(&error), "failed to publish Kubernetes event");
         }
     }

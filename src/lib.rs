@@ -8,7 +8,9 @@
 //! - [`source`] fetches the four values: Key Vault through the official SDK, or a directory.
 //! - [`bundle`] is pure: it parses, validates and fingerprints the material against an injected "now".
 //! - [`sink`] writes the `cacerts` Secret (or a directory) only when the content differs.
-//! - [`restart`] rolls every istiod Deployment once per root fingerprint.
+//! - [`restart`] rolls every istiod Deployment once per root fingerprint; [`istiod_roots`] reads which roots
+//!   istiod serves (`istio-ca-root-cert`).
+//! - [`fence`] stops a replica that may have lost its Lease from writing.
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
 //! - [`shell`] prints completions and man pages; [`plugin`] makes the binary a kubectl plugin.
@@ -19,7 +21,9 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod inspect;
+pub mod istiod_roots;
 pub mod k8s;
 pub mod metrics;
 pub mod plugin;

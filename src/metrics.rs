@@ -16,6 +16,7 @@
 //! | `cacerts_sync_root_fingerprint_info` | gauge | `fingerprint` | 1 for the SHA-256 root-bundle fingerprint of the last validated material; the old series is dropped when it changes |
 //! | `cacerts_sync_certificate_expiry_timestamp_seconds` | gauge | `role`, `subject`, `serial`, `index` | notAfter (Unix time) of every certificate in the last validated material: each root in `root-cert.pem`, the intermediate (`ca-cert.pem`) and each `cert-chain.pem` member; the family is replaced after each good pass, so removed certificates disappear |
 //! | `cacerts_sync_self_heals_total` | counter | | times `cacerts` was restored from the last validated material after it was deleted or edited |
+//! | `cacerts_sync_istiod_serving_current_roots` | gauge | | 1 when `istio-ca-root-cert` in istiod's namespace holds exactly the roots of `cacerts` (same certificates), 0 when it holds others; absent when unknown (no such ConfigMap, no `cacerts`, restarts off, or a standby) |
 //!
 //! `role` is the Secret key the certificate came from (`root-cert.pem`, `ca-cert.pem`, `cert-chain.pem`),
 //! `index` its 0-based PEM block in that key, `serial` lowercase hex without leading zeros (as istiod logs it).
@@ -82,6 +83,8 @@ pub struct Metrics {
     root_fingerprint: Family<FingerprintLabels, Gauge>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     self_heals: Counter,
+    /// No labels: `Family` only so the series can be absent when nothing is known.
+    istiod_serving: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,6 +110,7 @@ impl Metrics {
         let root_fingerprint = Family::<FingerprintLabels, Gauge>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         let self_heals = Counter::default();
+        let istiod_serving = Family::<Vec<(String, String)>, Gauge>::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "passes",
@@ -146,6 +150,11 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         registry.register("self_heals", "Restorations of cacerts after it was deleted or edited", self_heals.clone());
+        registry.register(
+            "istiod_serving_current_roots",
+            "1 when istio-ca-root-cert holds exactly the roots of cacerts, 0 when not (absent when unknown)",
+            istiod_serving.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             passes,
@@ -158,6 +167,17 @@ impl Metrics {
             root_fingerprint,
             certificate_expiry,
             self_heals,
+            istiod_serving,
+        }
+    }
+
+    /// Whether istiod serves the roots of `cacerts`: `None` (unknown) removes the series.
+    pub fn set_istiod_serving(&self, current: Option<bool>) {
+        match current {
+            Some(c) => {
+                self.istiod_serving.get_or_create(&Vec::new()).set(i64::from(c));
+            }
+            None => self.istiod_serving.clear(),
         }
     }
 
@@ -212,6 +232,7 @@ impl Metrics {
     pub fn forget_material(&self) {
         self.certificate_expiry.clear();
         self.root_fingerprint.clear();
+        self.istiod_serving.clear();
     }
 
     /// Sets the leader gauge.

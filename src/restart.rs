@@ -10,19 +10,33 @@
 //! and a manual run), one patch wins and the other gets 409 Conflict, re-reads the Deployment, finds the
 //! fingerprint recorded and does nothing: no double restart.
 //!
-//! First contact: a Deployment with no recorded fingerprint is assumed to run the root that `cacerts` held
-//! before this pass. If that is the current root, the fingerprint is only recorded (no restart), unless
-//! `--restart-on-first-run`. If `cacerts` was created in this pass, istiod has to restart anyway: it ignores a
-//! `cacerts` created after it started (istio/istio#57853).
+//! First contact: a Deployment with no recorded fingerprint runs the root that `cacerts` held before this pass
+//! only if istiod loaded it. istiod publishes the roots it serves in the ConfigMap `istio-ca-root-cert`
+//! ([`crate::istiod_roots`]): if that holds other roots (an older bundle, its self-signed CA: `cacerts` was
+//! created after istiod started, istio/istio#57853, or restored after a deletion), istiod restarts; if it
+//! holds exactly `cacerts`' roots, the fingerprint is only recorded, on the Deployment's metadata (never on the
+//! pod template, which would roll it). Without the ConfigMap (no istiod ran yet) the old rule applies: record
+//! when `cacerts` held the current root before this pass, unless `--restart-on-first-run`. If `cacerts` was
+//! created in this pass, istiod has to restart anyway.
+//!
+//! `--wait` follows the rollouts of every restarted revision at once, then waits until `istio-ca-root-cert`
+//! holds the new roots: only then does istiod sign with them. It is bounded by `--wait-timeout` alone.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::config::{IstiodSelector, RestartConfig};
 use crate::error::{Classify, FailureClass};
+use crate::fence::{Fence, FenceError};
+use crate::istiod_roots::{self, Serving};
 use crate::k8s::{Events, KubeError, MANAGER, RESTARTED_AT_ANNOTATION, ROOT_FINGERPRINT_ANNOTATION, reference};
+
+mod wait;
+
+pub use wait::rollout_progress;
 
 /// Re-reads of one Deployment after conflicting patches.
 const MAX_CONFLICT_RETRIES: u32 = 5;
@@ -35,13 +49,23 @@ pub enum RestartError {
     Conflicts { namespace: String, name: String },
     #[error("rollout of deployment {namespace}/{name} did not finish within {}", humantime::format_duration(*.timeout))]
     WaitTimeout { namespace: String, name: String, timeout: Duration },
+    #[error(
+        "istiod did not publish the new roots in configmap {namespace}/{} within {} (it still serves {})",
+        istiod_roots::CONFIGMAP, humantime::format_duration(*.timeout), .serving.as_str()
+    )]
+    RootsNotLoaded { namespace: String, timeout: Duration, serving: Serving },
+    #[error(transparent)]
+    Fenced(#[from] FenceError),
 }
 
 impl Classify for RestartError {
     fn class(&self) -> FailureClass {
         match self {
             RestartError::Kube(e) => e.class(),
-            RestartError::Conflicts { .. } | RestartError::WaitTimeout { .. } => FailureClass::Transient,
+            RestartError::Conflicts { .. } | RestartError::WaitTimeout { .. } | RestartError::RootsNotLoaded { .. } => {
+                FailureClass::Transient
+            }
+            RestartError::Fenced(e) => e.class(),
         }
     }
 }
@@ -87,8 +111,15 @@ pub enum Decision {
     Restart { reason: &'static str },
 }
 
-/// Decides what to do with one Deployment. Pure.
-pub fn decide(deployment: &Deployment, fingerprint: &str, baseline: &Baseline, restart_on_first_run: bool) -> Decision {
+/// Decides what to do with one Deployment. `serving` is what `istio-ca-root-cert` says about the current
+/// roots; it only matters on first contact. Pure.
+pub fn decide(
+    deployment: &Deployment,
+    fingerprint: &str,
+    baseline: &Baseline,
+    restart_on_first_run: bool,
+    serving: Serving,
+) -> Decision {
     match recorded_fingerprint(deployment) {
         Some(recorded) if recorded == fingerprint => Decision::UpToDate,
         Some(NO_ROOT) => Decision::Restart { reason: "istiod started without a usable cacerts" },
@@ -99,6 +130,9 @@ pub fn decide(deployment: &Deployment, fingerprint: &str, baseline: &Baseline, r
                 Decision::Restart { reason: "root bundle changed" }
             }
             _ if restart_on_first_run => Decision::Restart { reason: "--restart-on-first-run" },
+            _ if serving == Serving::Other => {
+                Decision::Restart { reason: "istiod serves other roots than cacerts (per istio-ca-root-cert)" }
+            }
             _ => Decision::Record,
         },
     }
@@ -121,13 +155,34 @@ pub struct RestartOutcome {
 #[derive(Clone)]
 pub struct Restarter {
     api: Api<Deployment>,
+    client: kube::Client,
     config: RestartConfig,
     events: Option<Events>,
+    fence: Option<Fence>,
+}
+
+/// What a caller already knows about the cluster (watch mode's caches); `None` fields are read when needed.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The istiod Deployments.
+    pub deployments: Option<Vec<Deployment>>,
+    /// `istio-ca-root-cert` in istiod's namespace (`Some(None)`: known not to exist).
+    pub istiod_roots: Option<Option<ConfigMap>>,
 }
 
 impl Restarter {
     pub fn new(client: kube::Client, config: RestartConfig, events: Option<Events>) -> Self {
-        Self { api: Api::namespaced(client, &config.namespace), config, events }
+        Self { api: Api::namespaced(client.clone(), &config.namespace), client, config, events, fence: None }
+    }
+
+    /// Makes every patch check the Lease first (watch mode with leader election).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
+    }
+
+    /// The `--wait` budget, if waiting is on.
+    pub fn wait_timeout(&self) -> Option<Duration> {
+        self.config.wait
     }
 
     /// Lists the Deployments the selector or the names pick.
@@ -159,19 +214,22 @@ impl Restarter {
         }
     }
 
-    /// Brings every istiod Deployment to `fingerprint`. `known` is a recent listing (watch mode's cache); when
-    /// `None` the Deployments are listed now.
+    /// Brings every istiod Deployment to `fingerprint` (of the bundle `roots_pem`). `known` holds what watch
+    /// mode's caches already know; the rest is read now. Waiting for the rollouts is [`Restarter::wait`]'s job.
     pub async fn reconcile(
         &self,
         fingerprint: &str,
+        roots_pem: &[u8],
         baseline: &Baseline,
-        known: Option<Vec<Deployment>>,
+        known: Observed,
         dry_run: bool,
     ) -> Result<RestartOutcome, RestartError> {
-        let deployments = match known {
+        let deployments = match known.deployments {
             Some(d) => d,
             None => self.deployments().await?,
         };
+        let serving =
+            self.first_contact_serving(&deployments, fingerprint, roots_pem, baseline, known.istiod_roots).await;
         let mut outcome = RestartOutcome::default();
         if deployments.is_empty() {
             tracing::warn!(namespace = %self.config.namespace, selector = %self.config.selector,
@@ -182,7 +240,7 @@ impl Restarter {
         for deployment in deployments {
             let name = deployment.metadata.name.clone().unwrap_or_default();
             outcome.matched.push(name.clone());
-            let decision = decide(&deployment, fingerprint, baseline, self.config.restart_on_first_run);
+            let decision = decide(&deployment, fingerprint, baseline, self.config.restart_on_first_run, serving);
             if matches!(decision, Decision::Restart { .. }) && !announced {
                 // The AKS runbook's cert-validator prints exactly this; operators grep for it.
                 tracing::info!("Root certificate update detected. Restarting deployment...");
@@ -199,18 +257,51 @@ impl Restarter {
                 }
                 continue;
             }
-            match self.apply(deployment, fingerprint, baseline).await? {
+            match self.apply(deployment, fingerprint, baseline, serving).await? {
                 Decision::Restart { .. } => outcome.restarted.push(name),
                 Decision::Record => outcome.recorded.push(name),
                 Decision::UpToDate => {}
             }
         }
-        if let Some(timeout) = self.config.wait.filter(|_| !dry_run) {
-            for name in &outcome.restarted {
-                self.wait_for_rollout(name, timeout).await?;
-            }
-        }
         Ok(outcome)
+    }
+
+    /// What `istio-ca-root-cert` says, read only when a Deployment is met for the first time and the old rule
+    /// would merely record it (no request on an ordinary pass).
+    async fn first_contact_serving(
+        &self,
+        deployments: &[Deployment],
+        fingerprint: &str,
+        roots_pem: &[u8],
+        baseline: &Baseline,
+        known: Option<Option<ConfigMap>>,
+    ) -> Serving {
+        let first_contact = deployments.iter().any(|d| recorded_fingerprint(d).is_none());
+        if !first_contact || baseline.differs_from(fingerprint) || self.config.restart_on_first_run {
+            return Serving::Unknown;
+        }
+        let ns = &self.config.namespace;
+        let configmap = match known {
+            Some(cm) => cm,
+            None => match istiod_roots::get(&self.client, ns).await {
+                Ok(cm) => cm,
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::chain(&error),
+                        "cannot tell which roots istiod serves; first contact falls back to recording without a restart");
+                    return Serving::Unknown;
+                }
+            },
+        };
+        let serving = istiod_roots::compare(configmap.as_ref(), roots_pem);
+        match serving {
+            Serving::Current => tracing::info!(configmap = %format!("{ns}/{}", istiod_roots::CONFIGMAP),
+                "first contact: istiod serves the roots in cacerts; recording without a restart"),
+            Serving::Other => tracing::info!(configmap = %format!("{ns}/{}", istiod_roots::CONFIGMAP),
+                "first contact: istiod serves other roots than cacerts; restarting it"),
+            Serving::Unknown => tracing::info!(configmap = %format!("{ns}/{}", istiod_roots::CONFIGMAP),
+                "first contact: configmap not found (no istiod ran yet?), so the roots istiod serves are unknown; recording without a restart since cacerts held this root before the pass"),
+        }
+        serving
     }
 
     /// Records the baseline root on every Deployment that has no fingerprint yet (no restart). Called before a
@@ -246,12 +337,13 @@ impl Restarter {
         deployment: Deployment,
         fingerprint: &str,
         baseline: &Baseline,
+        serving: Serving,
     ) -> Result<Decision, RestartError> {
         let ns = &self.config.namespace;
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let applied = self
             .patch_settled(deployment, |d| {
-                let decision = decide(d, fingerprint, baseline, self.config.restart_on_first_run);
+                let decision = decide(d, fingerprint, baseline, self.config.restart_on_first_run, serving);
                 let record =
                     serde_json::json!({ "metadata": { "annotations": { ROOT_FINGERPRINT_ANNOTATION: fingerprint } } });
                 match decision {
@@ -299,6 +391,7 @@ impl Restarter {
         let params = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some((mut patch, value, action)) = plan(&deployment) else { return Ok(None) };
+            crate::fence::check(self.fence.as_ref(), &action).await?;
             patch["metadata"]["resourceVersion"] = deployment.metadata.resource_version.clone().into();
             match self.api.patch(&name, &params, &Patch::Strategic(&patch)).await {
                 Ok(patched) => return Ok(Some((patched, value))),
@@ -332,54 +425,6 @@ impl Restarter {
             events.normal(&r, reason, "Restart", note).await;
         }
     }
-
-    /// Waits until the Deployment's controller has observed the restart and every replica is new and available.
-    async fn wait_for_rollout(&self, name: &str, timeout: Duration) -> Result<(), RestartError> {
-        let ns = &self.config.namespace;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = String::new();
-        loop {
-            let d = self.api.get(name).await.map_err(|e| KubeError::new(format!("get deployment {ns}/{name}"), e))?;
-            let (done, progress) = rollout_progress(&d);
-            if done {
-                tracing::info!(deployment = %name, "deployment \"{name}\" successfully rolled out");
-                return Ok(());
-            }
-            if progress != last {
-                tracing::info!(deployment = %name, "Waiting for deployment \"{name}\" rollout to finish: {progress}");
-                last = progress;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RestartError::WaitTimeout { namespace: ns.clone(), name: name.into(), timeout });
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-/// `kubectl rollout status`'s test: observedGeneration caught up, every replica updated and available, no old
-/// replicas left. Returns (done, progress text).
-pub fn rollout_progress(d: &Deployment) -> (bool, String) {
-    let generation = d.metadata.generation.unwrap_or(0);
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = d.status.clone().unwrap_or_default();
-    let observed = status.observed_generation.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if observed < generation {
-        return (false, "waiting for the deployment spec update to be observed".into());
-    }
-    if updated < want {
-        return (false, format!("{updated} of {want} updated replicas are available"));
-    }
-    if total > updated {
-        return (false, format!("{} old replicas are pending termination", total - updated));
-    }
-    if available < updated {
-        return (false, format!("{available} of {updated} updated replicas are available"));
-    }
-    (true, "done".into())
 }
 
 /// RFC 3339 with seconds, like `kubectl rollout restart` (Go's `time.RFC3339`).
@@ -406,38 +451,62 @@ mod tests {
     #[test]
     fn a_deployment_at_the_current_fingerprint_is_left_alone() {
         let d = deployment(Some("aa"));
-        assert_eq!(decide(&d, "aa", &Baseline::Existing(Some("00".into())), true), Decision::UpToDate);
+        assert_eq!(
+            decide(&d, "aa", &Baseline::Existing(Some("00".into())), true, Serving::Unknown),
+            Decision::UpToDate
+        );
     }
 
     #[test]
     fn a_deployment_at_another_fingerprint_is_restarted() {
         let d = deployment(Some("aa"));
-        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false, Serving::Unknown),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
     fn first_contact_with_an_unchanged_root_only_records() {
         let d = deployment(None);
-        assert_eq!(decide(&d, "aa", &Baseline::Existing(Some("aa".into())), false), Decision::Record);
-        assert_eq!(decide(&d, "aa", &Baseline::Existing(None), false), Decision::Record);
+        assert_eq!(decide(&d, "aa", &Baseline::Existing(Some("aa".into())), false, Serving::Unknown), Decision::Record);
+        assert_eq!(decide(&d, "aa", &Baseline::Existing(None), false, Serving::Unknown), Decision::Record);
+    }
+
+    #[test]
+    fn first_contact_restarts_istiod_that_serves_other_roots_and_records_one_that_serves_ours() {
+        let d = deployment(None);
+        let unchanged = Baseline::Existing(Some("aa".into()));
+        assert!(matches!(decide(&d, "aa", &unchanged, false, Serving::Other), Decision::Restart { .. }));
+        assert_eq!(decide(&d, "aa", &unchanged, false, Serving::Current), Decision::Record);
+        // No configmap: the old rule.
+        assert_eq!(decide(&d, "aa", &unchanged, false, Serving::Unknown), Decision::Record);
+        // A recorded fingerprint is what counts once there is one.
+        assert_eq!(decide(&deployment(Some("aa")), "aa", &unchanged, false, Serving::Other), Decision::UpToDate);
     }
 
     #[test]
     fn first_contact_restarts_when_asked_to() {
         let d = deployment(None);
-        assert!(matches!(decide(&d, "aa", &Baseline::Existing(Some("aa".into())), true), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&d, "aa", &Baseline::Existing(Some("aa".into())), true, Serving::Unknown),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
     fn first_contact_in_the_pass_that_changed_the_root_restarts() {
         let d = deployment(None);
-        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("aa".into())), false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&d, "bb", &Baseline::Existing(Some("aa".into())), false, Serving::Unknown),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
     fn a_cacerts_created_in_this_pass_restarts_unrecorded_istiod() {
         let d = deployment(None);
-        assert!(matches!(decide(&d, "aa", &Baseline::Created, false), Decision::Restart { .. }));
+        assert!(matches!(decide(&d, "aa", &Baseline::Created, false, Serving::Unknown), Decision::Restart { .. }));
     }
 
     #[test]
@@ -445,9 +514,15 @@ mod tests {
         // The pass pinned the old root before writing the new one, then its restart failed: the next pass sees
         // cacerts already at the new root, but the Deployment is still behind.
         let d = deployment(Some("aa"));
-        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false, Serving::Unknown),
+            Decision::Restart { .. }
+        ));
         let d = deployment(Some(NO_ROOT));
-        assert!(matches!(decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&d, "bb", &Baseline::Existing(Some("bb".into())), false, Serving::Unknown),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
@@ -456,39 +531,5 @@ mod tests {
         assert!(Baseline::Existing(None).differs_from("aa"));
         assert!(Baseline::Existing(Some("aa".into())).differs_from("bb"));
         assert!(!Baseline::Existing(Some("aa".into())).differs_from("aa"));
-    }
-
-    #[test]
-    fn rollout_is_done_only_when_every_replica_is_new_and_available() {
-        use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
-        let mut d = deployment(None);
-        d.metadata.generation = Some(2);
-        d.spec = Some(DeploymentSpec { replicas: Some(2), ..Default::default() });
-        d.status = Some(DeploymentStatus { observed_generation: Some(1), ..Default::default() });
-        assert!(!rollout_progress(&d).0);
-        d.status = Some(DeploymentStatus {
-            observed_generation: Some(2),
-            replicas: Some(3),
-            updated_replicas: Some(2),
-            available_replicas: Some(2),
-            ..Default::default()
-        });
-        assert!(!rollout_progress(&d).0, "an old replica is still there");
-        d.status = Some(DeploymentStatus {
-            observed_generation: Some(2),
-            replicas: Some(2),
-            updated_replicas: Some(2),
-            available_replicas: Some(1),
-            ..Default::default()
-        });
-        assert!(!rollout_progress(&d).0);
-        d.status = Some(DeploymentStatus {
-            observed_generation: Some(2),
-            replicas: Some(2),
-            updated_replicas: Some(2),
-            available_replicas: Some(2),
-            ..Default::default()
-        });
-        assert!(rollout_progress(&d).0);
     }
 }

@@ -2,18 +2,26 @@
 //!
 //! `sync` runs one pass; `watch` runs the same pass on a schedule with a [`Syncer`] it keeps, so the Key Vault
 //! client (and its cached token) and the Kubernetes client live across passes.
+//!
+//! `--timeout` bounds the pass up to and including the restart patches; `--wait` then follows the rollouts
+//! (and waits for istiod to publish the new roots) bounded by `--wait-timeout` alone, so a slow rollout is
+//! never cut short by the pass budget. A pass that fails after it wrote `cacerts` leaves what it wrote in
+//! place: [`Syncer::take_written`] hands that material to watch mode as its self-heal baseline at once, and
+//! the restarts still owed are found by the next pass through the fingerprints recorded on the Deployments.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
 use crate::bundle::{self, Deployed, Fingerprint, RawMaterial, Report, ValidationOptions, Verdict};
 use crate::config::{SourceSpec, SyncConfig, TargetSpec};
 use crate::error::{Classify, FailureClass};
+use crate::fence::{Fence, FenceError};
 use crate::k8s::{self, ANNOTATION_PREFIX, Events, KubeError};
-use crate::restart::{Baseline, RestartError, RestartOutcome, Restarter};
+use crate::restart::{Baseline, Observed, RestartError, RestartOutcome, Restarter};
 use crate::sink::WriteAction;
 use crate::sink::dir::{DirError, DirSink};
 use crate::sink::secret::{SecretError, SecretSink, material_of};
@@ -36,6 +44,15 @@ pub enum PassError {
     Kube(#[from] KubeError),
     #[error("the pass did not finish within --timeout {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    #[error(transparent)]
+    Fenced(#[from] FenceError),
+}
+
+impl PassError {
+    /// Whether the pass stopped because this replica may no longer lead (watch mode steps down).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, PassError::Fenced(_) | PassError::Restart(RestartError::Fenced(_)))
+    }
 }
 
 fn invalid_message(report: &Report, waited: Option<Duration>) -> String {
@@ -61,6 +78,7 @@ impl Classify for PassError {
             PassError::Dir(e) => e.class(),
             PassError::Kube(e) => e.class(),
             PassError::Timeout(_) => FailureClass::Transient,
+            PassError::Fenced(e) => e.class(),
         }
     }
 
@@ -93,6 +111,16 @@ pub struct Known {
     pub secret: Option<Option<Secret>>,
     /// The istiod Deployments as last seen.
     pub deployments: Option<Vec<Deployment>>,
+    /// `istio-ca-root-cert` in istiod's namespace as last seen (`Some(None)`: known not to exist).
+    pub istiod_roots: Option<Option<ConfigMap>>,
+}
+
+/// What a pass wrote to `cacerts` (or found already there): from the moment the write succeeded, this is
+/// what watch mode's self-heal restores, whatever happens later in the pass.
+#[derive(Clone, Debug)]
+pub struct WrittenMaterial {
+    pub material: RawMaterial,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[allow(clippy::large_enum_variant, reason = "built once per process")]
@@ -106,6 +134,8 @@ pub struct Syncer {
     config: SyncConfig,
     source: Source,
     target: Target,
+    fence: Option<Fence>,
+    written: Mutex<Option<WrittenMaterial>>,
 }
 
 impl Syncer {
@@ -127,7 +157,8 @@ impl Syncer {
                     Some(c) => c,
                     None => k8s::client().await?,
                 };
-                let events = Events::new(client.clone());
+                // A dry run publishes no Event: it must leave the cluster exactly as it found it.
+                let events = if config.dry_run { Events::disabled() } else { Events::new(client.clone()) };
                 let restarter = config
                     .restart
                     .enabled
@@ -135,7 +166,20 @@ impl Syncer {
                 Target::Secret { sink: SecretSink::new(client, namespace, name), restarter, events }
             }
         };
-        Ok(Self { config, source, target })
+        Ok(Self { config, source, target, fence: None, written: Mutex::new(None) })
+    }
+
+    /// Makes every write (cacerts, istiod patches) check the Lease first (watch mode with leader election).
+    pub fn set_fence(&mut self, fence: Fence) {
+        if let Target::Secret { restarter: Some(r), .. } = &mut self.target {
+            r.set_fence(fence.clone());
+        }
+        self.fence = Some(fence);
+    }
+
+    /// What the last pass wrote to (or confirmed in) `cacerts`, even if the pass failed afterwards.
+    pub fn take_written(&self) -> Option<WrittenMaterial> {
+        self.written.lock().expect("not poisoned").take()
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -150,12 +194,20 @@ impl Syncer {
         }
     }
 
-    /// One pass, bounded by `--timeout`. A failure is also reported as a Warning Event on the Secret.
+    /// One pass, bounded by `--timeout`, then `--wait` bounded by `--wait-timeout`. A failure is also reported
+    /// as a Warning Event on the Secret.
     pub async fn pass(&self, known: &Known) -> Result<PassReport, PassError> {
-        let result = match tokio::time::timeout(self.config.timeout, self.pass_inner(known)).await {
+        let mut result = match tokio::time::timeout(self.config.timeout, self.pass_inner(known)).await {
             Ok(result) => result,
             Err(_) => Err(PassError::Timeout(self.config.timeout)),
         };
+        if let (Ok(report), Target::Secret { restarter: Some(restarter), .. }) = (&result, &self.target)
+            && let (Some(wait), Some(outcome), false) =
+                (restarter.wait_timeout(), report.restart.as_ref(), self.config.dry_run)
+            && let Err(e) = restarter.wait(&outcome.restarted, &report.material.root_cert, wait).await
+        {
+            result = Err(e.into());
+        }
         if let (Err(error), Target::Secret { sink, events, .. }) = (&result, &self.target) {
             // Invalid material has its own InvalidMaterial event; a Kubernetes failure would most likely fail
             // to publish the event as well.
@@ -227,8 +279,14 @@ impl Syncer {
                         // Deployments behind instead of mistaking them for first contact.
                         restarter.pin_baseline(&baseline, known.deployments.clone()).await?;
                     }
+                    if sink.plan(current.as_ref(), &fetched.material, self.config.adopt)?.wrote() {
+                        // Only a write needs the Lease check: an unchanged pass stays free of requests.
+                        crate::fence::check(self.fence.as_ref(), "write cacerts").await?;
+                    }
                     let written =
                         sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
+                    *self.written.lock().expect("not poisoned") =
+                        Some(WrittenMaterial { material: fetched.material.clone(), annotations: annotations.clone() });
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
                     match &written.action {
                         WriteAction::Unchanged if written.labeled => {
@@ -284,8 +342,12 @@ impl Syncer {
                         restarter
                             .reconcile(
                                 root_fingerprint.as_str(),
+                                &fetched.material.root_cert,
                                 &baseline,
-                                known.deployments.clone(),
+                                Observed {
+                                    deployments: known.deployments.clone(),
+                                    istiod_roots: known.istiod_roots.clone(),
+                                },
                                 self.config.dry_run,
                             )
                             .await,

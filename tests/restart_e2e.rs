@@ -238,6 +238,7 @@ async fn wait_follows_the_rollout_until_it_is_available() {
     let env = Env::start().await;
     env.istiod("istiod", "default");
     env.kube.set_auto_rollout(Some(std::time::Duration::from_millis(500)));
+    env.kube.simulate_istiod_roots(true);
     let (_a, ca) = env.pki.valid_plugin_ca();
     env.upload(&ca);
     let run = env.sync(&["--wait", "--wait-timeout", "30s"]).await;

@@ -5,7 +5,7 @@ use crate::bundle::{self, ValidationOptions, Verdict};
 use crate::config::{CheckRootConfig, InspectConfig, SourceSpec, SyncConfig};
 use crate::error::{Classify, FailureClass, chain, exit};
 use crate::k8s::{self, KubeError};
-use crate::restart::{Baseline, Restarter};
+use crate::restart::{Baseline, Observed, Restarter};
 use crate::sink::secret::{SecretSink, material_of};
 use crate::source::{Source, SourceError, dir::DirSource, keyvault::VaultSource};
 use crate::sync::{Known, PassError, Syncer};
@@ -53,10 +53,19 @@ fn failed<E: Classify + std::error::Error + 'static>(command: &str, source: &str
 /// `cacerts-sync check-root`.
 pub async fn check_root(config: CheckRootConfig) -> u8 {
     let target = format!("secret:{}/{}", config.namespace, config.secret);
-    match tokio::time::timeout(config.timeout, check_root_inner(&config)).await {
-        Ok(Ok(code)) => code,
-        Ok(Err(e)) => failed("check-root", &target, &e),
-        Err(_) => failed("check-root", &target, &PassError::Timeout(config.timeout)),
+    let checked = match tokio::time::timeout(config.timeout, check_root_inner(&config)).await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(e)) => return failed("check-root", &target, &e),
+        Err(_) => return failed("check-root", &target, &PassError::Timeout(config.timeout)),
+    };
+    // `--wait` is bounded by --wait-timeout alone, not by the --timeout of the check.
+    let (restarter, roots, restarted) = checked;
+    match restarter.wait_timeout() {
+        Some(wait) => match restarter.wait(&restarted, &roots, wait).await {
+            Ok(()) => exit::OK,
+            Err(e) => failed("check-root", &target, &e),
+        },
+        None => exit::OK,
     }
 }
 
@@ -94,7 +103,8 @@ impl Classify for CheckRootError {
     }
 }
 
-async fn check_root_inner(config: &CheckRootConfig) -> Result<u8, CheckRootError> {
+/// Checks and restarts; returns what `--wait` needs: the restarter, the roots and the restarted Deployments.
+async fn check_root_inner(config: &CheckRootConfig) -> Result<(Restarter, Vec<u8>, Vec<String>), CheckRootError> {
     let client = k8s::client().await?;
     let sink = SecretSink::new(client.clone(), &config.namespace, &config.secret);
     let secret = sink
@@ -126,9 +136,9 @@ async fn check_root_inner(config: &CheckRootConfig) -> Result<u8, CheckRootError
     })?;
     let restarter = Restarter::new(client, config.restart.clone(), Some(events));
     // The Secret is not written here, so what it holds now is also what istiod saw before: first contact records.
-    let outcome = restarter
-        .reconcile(fingerprint.as_str(), &Baseline::Existing(Some(fingerprint.to_string())), None, false)
-        .await?;
+    let roots = material_of(&secret).root_cert;
+    let baseline = Baseline::Existing(Some(fingerprint.to_string()));
+    let outcome = restarter.reconcile(fingerprint.as_str(), &roots, &baseline, Observed::default(), false).await?;
     tracing::info!(
         secret = %format!("{}/{}", config.namespace, config.secret),
         root_fingerprint = %fingerprint,
@@ -138,7 +148,7 @@ async fn check_root_inner(config: &CheckRootConfig) -> Result<u8, CheckRootError
         result = if outcome.restarted.is_empty() { "unchanged" } else { "restarted" },
         "check-root finished"
     );
-    Ok(exit::OK)
+    Ok((restarter, roots, outcome.restarted))
 }
 
 /// `cacerts-sync inspect`.

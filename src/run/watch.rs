@@ -8,14 +8,25 @@
 //!
 //! - **Passes** are [`Syncer::pass`], the same code as `sync`, with the watch caches (`cache`) as
 //!   [`Known`](crate::sync::Known), so an unchanged pass makes four Key Vault GETs and no Kubernetes request at all.
-//! - **Self-heal:** when the watched `cacerts` is deleted, or its four keys differ from the last validated
-//!   material, the leader writes that material back at once (with the annotations of the pass that validated
-//!   it). Only material that passed validation is ever written; before the first good pass there is nothing to
-//!   restore and the next pass repairs it. A failed restore is retried with the pass backoff. A restore does not
-//!   restart istiod: the root is the one istiod runs. A replica that loses the Lease forgets its material (the
-//!   new leader may sync newer material; restoring the old one later would be a downgrade).
-//! - **Failures** back off exponentially ([`schedule`]); a failed pass writes nothing, so `cacerts` keeps the
-//!   last good material.
+//! - **Self-heal:** when the watched `cacerts` is deleted, or its four keys differ from the baseline, the
+//!   leader writes the baseline back at once (with the annotations of the pass that wrote it). The baseline is
+//!   what this process last wrote to `cacerts` (or found already there), taken the moment that write
+//!   succeeded, even if the pass failed afterwards (a `--wait` timeout, a 403 on a restart patch): so a
+//!   failing pass can never make self-heal put the previous root back. Only validated material is ever
+//!   written; before the first write there is nothing to restore and the next pass repairs it. Self-heal never
+//!   restores over a `cacerts` whose root-fingerprint annotation names another root than the baseline's: that
+//!   is a newer write by cacerts-sync (another replica); it forgets its baseline and lets the next pass decide.
+//!   A failed restore is retried with the pass backoff. A restore does not restart istiod: the root is the one
+//!   istiod runs. A replica that loses the Lease forgets its baseline (the new leader may sync newer material;
+//!   restoring the old one later would be a downgrade).
+//! - **Failures** back off exponentially ([`schedule`]). A pass that fails before its write leaves `cacerts`
+//!   as it was; one that fails after it is retried forward: the next pass finds the istiod revisions still
+//!   owed a restart through the fingerprints recorded on them and restarts them.
+//! - **Fencing** (with leader election): every write first checks the Lease ([`crate::fence`]); when the
+//!   replica no longer holds it, or its last renewal is too old (renewals failing), the write is skipped and
+//!   the replica steps down and re-enters the election.
+//! - **istiod's roots:** the ConfigMap `istio-ca-root-cert` is watched too; the gauge
+//!   `cacerts_sync_istiod_serving_current_roots` says whether it holds exactly `cacerts`' roots.
 //! - **Leader election** (`leader`, `--leader-election`): only the Lease holder passes, heals and restarts;
 //!   standbys keep their watches warm and report ready once those are synced (so a rolling update of the
 //!   Deployment can proceed); the first pass after a takeover runs at once.
@@ -41,10 +52,12 @@ use crate::admin::{self, Health};
 use crate::bundle::RawMaterial;
 use crate::config::{SourceSpec, TargetSpec, WatchConfig};
 use crate::error::{Classify, chain, exit};
-use crate::k8s::{self, Events};
+use crate::fence::Fence;
+use crate::istiod_roots::{self, Serving};
+use crate::k8s::{self, Events, ROOT_FINGERPRINT_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::sink::secret::material_of;
-use crate::sync::{self, PassReport, Syncer};
+use crate::sync::{Syncer, WrittenMaterial};
 
 use cache::Cache;
 use leader::Leadership;
@@ -57,10 +70,17 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exit code of an aborted shutdown (second signal), like a shell's 128 + SIGINT.
 pub const ABORT_EXIT_CODE: i32 = 130;
 
-/// The last material that passed validation and is (or should be) in `cacerts`.
+/// What this process last wrote to `cacerts` (validated material): the self-heal baseline.
 struct LastGood {
     material: RawMaterial,
     annotations: BTreeMap<String, String>,
+}
+
+impl LastGood {
+    /// The root fingerprint the baseline was written with.
+    fn root_fingerprint(&self) -> Option<&str> {
+        self.annotations.get(ROOT_FINGERPRINT_ANNOTATION).map(String::as_str)
+    }
 }
 
 /// `cacerts-sync watch`.
@@ -77,7 +97,10 @@ pub async fn run(config: WatchConfig) -> u8 {
     };
     let timing = Timing::new(config.schedule.clone(), config.jitter);
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new(LIVENESS_SLACK + config.sync.timeout));
+    // A pass may run --timeout and then --wait for up to --wait-timeout.
+    let pass_budget =
+        config.sync.timeout + config.sync.restart.wait.filter(|_| config.sync.restart.enabled).unwrap_or_default();
+    let health = Arc::new(Health::new(LIVENESS_SLACK + pass_budget));
 
     // Signals first: a SIGTERM during startup must already be graceful.
     let shutdown = match install_signals(health.clone()) {
@@ -102,15 +125,20 @@ pub async fn run(config: WatchConfig) -> u8 {
         }
     };
     let observer = matches!(config.sync.source, SourceSpec::Vault(_)).then(|| metrics.keyvault_observer());
-    let syncer = match Syncer::new(config.sync.clone(), Some(client.clone()), observer).await {
+    let mut syncer = match Syncer::new(config.sync.clone(), Some(client.clone()), observer).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %chain(&e), class = e.class().as_str(), "failed to start watch mode");
             return e.class().exit_code();
         }
     };
-    let istiod = config.sync.restart.enabled.then_some(&config.sync.restart.selector);
+    let istiod =
+        config.sync.restart.enabled.then_some((config.sync.restart.namespace.as_str(), &config.sync.restart.selector));
     let cache = Cache::start(client.clone(), &namespace, &secret, istiod);
+    let fence = lease_config.as_ref().map(|lease| Fence::new(client.clone(), lease));
+    if let Some(f) = &fence {
+        syncer.set_fence(f.clone());
+    }
 
     let mut daemon = Daemon {
         source: config.sync.source.describe(),
@@ -123,6 +151,10 @@ pub async fn run(config: WatchConfig) -> u8 {
         health,
         timing,
         timeout: config.sync.timeout,
+        pass_budget,
+        fence,
+        fenced: false,
+        lease: lease_config.clone().map(|l| (client.clone(), l)),
         last_good: None,
         failures: 0,
         heal_failures: 0,
@@ -202,6 +234,13 @@ struct Daemon {
     health: Arc<Health>,
     timing: Timing,
     timeout: Duration,
+    /// `--timeout` plus `--wait-timeout`: how long a pass may take.
+    pass_budget: Duration,
+    fence: Option<Fence>,
+    /// The client and Lease settings, to re-enter the election after stepping down.
+    lease: Option<(kube::Client, crate::config::LeaseConfig)>,
+    /// A write was refused by the fence: step down before anything else.
+    fenced: bool,
     last_good: Option<LastGood>,
     failures: u32,
     heal_failures: u32,
@@ -218,7 +257,7 @@ impl Daemon {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.health.tick(self.timeout + LIVENESS_SLACK);
+            self.health.tick(self.pass_budget + LIVENESS_SLACK);
             let started = tokio::select! {
                 started = Leadership::start(client.clone(), lease) => started,
                 _ = shutdown_requested(&mut shutdown) => return None,
@@ -260,6 +299,27 @@ impl Daemon {
             if *shutdown.borrow() {
                 break;
             }
+            if self.fenced {
+                self.fenced = false;
+                heal_retry = None;
+                leader = false;
+                self.step_down_state();
+                if let Some(l) = leadership.take() {
+                    // Releasing may fail as the renewals did; the Lease then expires by itself.
+                    l.release(RELEASE_TIMEOUT).await;
+                    leadership = match self.lease.clone() {
+                        Some((client, lease)) => match self.start_leadership(client, &lease, shutdown.clone()).await {
+                            Some(l) => Some(l),
+                            None => break,
+                        },
+                        None => None,
+                    };
+                    leader = leadership.as_ref().is_some_and(Leadership::is_leader);
+                    self.metrics.set_leader(leader);
+                    next_pass = Instant::now();
+                }
+                continue;
+            }
             if !leader && self.cache.is_synced() {
                 // A warm standby can serve: ready, so a rolling update of the Deployment is not blocked.
                 self.health.set_ready();
@@ -280,16 +340,19 @@ impl Daemon {
                         } else {
                             tracing::warn!("lost the lease: this replica is a standby now and stops writing");
                             heal_retry = None;
-                            // Another leader may sync newer material meanwhile: restoring ours later would be a
-                            // downgrade. After a takeover the first pass establishes it afresh.
-                            self.last_good = None;
-                            self.metrics.forget_material();
+                            self.step_down_state();
                         }
                     }
                 }
                 _ = self.cache.secret_changed() => {
                     if leader {
                         heal_retry = self.heal().await;
+                        self.update_serving_gauge();
+                    }
+                }
+                _ = self.cache.roots_changed() => {
+                    if leader {
+                        self.update_serving_gauge();
                     }
                 }
                 _ = self.cache.synced_changed() => {}
@@ -316,11 +379,32 @@ impl Daemon {
         leadership
     }
 
+    /// Forgets what this replica vouched for: another leader may sync newer material meanwhile, and restoring
+    /// ours later would be a downgrade. After a takeover the first pass establishes it afresh.
+    fn step_down_state(&mut self) {
+        self.last_good = None;
+        self.metrics.forget_material();
+    }
+
+    /// Sets `cacerts_sync_istiod_serving_current_roots` from the watch caches (absent when unknown).
+    fn update_serving_gauge(&self) {
+        let secret = self.cache.secret().flatten();
+        let serving = match (self.cache.istiod_roots(), secret) {
+            (Some(cm), Some(secret)) => istiod_roots::compare(cm.as_ref(), &material_of(&secret).root_cert),
+            _ => Serving::Unknown,
+        };
+        self.metrics.set_istiod_serving(match serving {
+            Serving::Current => Some(true),
+            Serving::Other => Some(false),
+            Serving::Unknown => None,
+        });
+    }
+
     /// One pass with its span, metrics and summary line. Returns the wait before the next one.
     async fn pass(&mut self) -> Duration {
         let span =
             tracing::info_span!("pass", vault = %self.source, namespace = %self.namespace, secret = %self.secret);
-        self.health.tick(self.timeout + LIVENESS_SLACK);
+        self.health.tick(self.pass_budget + LIVENESS_SLACK);
         let started = Instant::now();
         let known = self.cache.known();
         let polled = known.secret.is_none() || (self.syncer.config().restart.enabled && known.deployments.is_none());
@@ -328,6 +412,18 @@ impl Daemon {
         let result = self.syncer.pass(&known).instrument(span.clone()).await;
         let seconds = started.elapsed().as_secs_f64();
         let _enter = span.enter();
+        // What the pass wrote is the baseline from the moment the write succeeded, whatever happened after it.
+        if let Some(written) = self.syncer.take_written() {
+            if result.is_err() {
+                tracing::warn!(
+                    root_fingerprint =
+                        written.annotations.get(ROOT_FINGERPRINT_ANNOTATION).map(String::as_str).unwrap_or_default(),
+                    "the pass failed after writing cacerts: self-heal keeps what was written, and the next pass finishes the restarts still owed"
+                );
+            }
+            self.remember(written);
+        }
+        self.update_serving_gauge();
         match result {
             Ok(report) => {
                 self.failures = 0;
@@ -335,7 +431,6 @@ impl Daemon {
                 let restarted = report.restart.as_ref().map(|r| r.restarted.clone()).unwrap_or_default();
                 self.metrics.pass_finished(result, seconds);
                 self.metrics.pass_succeeded(&report.report, &restarted);
-                self.remember(&report);
                 self.health.set_ready();
                 let wait = self.timing.after_success();
                 tracing::info!(
@@ -352,6 +447,10 @@ impl Daemon {
                 wait
             }
             Err(error) => {
+                if error.is_fenced() {
+                    tracing::warn!(error = %chain(&error), "write skipped: this replica may no longer lead");
+                    self.fenced = true;
+                }
                 self.failures = self.failures.saturating_add(1);
                 let class = error.class();
                 self.metrics.pass_finished(class.as_str(), seconds);
@@ -369,9 +468,8 @@ impl Daemon {
         }
     }
 
-    fn remember(&mut self, report: &PassReport) {
-        let annotations = sync::annotations(&report.source, report.versions.as_ref(), &report.report);
-        self.last_good = Some(LastGood { material: report.material.clone(), annotations });
+    fn remember(&mut self, written: WrittenMaterial) {
+        self.last_good = Some(LastGood { material: written.material, annotations: written.annotations });
     }
 
     /// Restores `cacerts` if it drifted from the last validated material. Returns when to try again after a
@@ -383,7 +481,26 @@ impl Daemon {
             Some(s) if material_of(s) != last.material => "edited",
             Some(_) => return None,
         };
+        let written_root =
+            current.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ROOT_FINGERPRINT_ANNOTATION));
+        if let (Some(theirs), Some(ours)) = (written_root, last.root_fingerprint())
+            && theirs != ours
+        {
+            // cacerts-sync wrote another root after our baseline (another replica, or an older process that
+            // still thought it led): restoring ours could take the mesh backwards. The next pass decides.
+            tracing::warn!(namespace = %self.namespace, secret = %self.secret, written = %theirs, baseline = %ours,
+                "cacerts holds a root that cacerts-sync wrote after this replica's last write; not restoring, the next pass decides");
+            self.last_good = None;
+            return None;
+        }
         let span = tracing::info_span!("self_heal", vault = %self.source, namespace = %self.namespace, secret = %self.secret, drift);
+        if let Err(error) = crate::fence::check(self.fence.as_ref(), "restore cacerts").instrument(span.clone()).await {
+            span.in_scope(
+                || tracing::warn!(error = %chain(&error), "restore skipped: this replica may no longer lead"),
+            );
+            self.fenced = true;
+            return None;
+        }
         if self.restore(current, drift).instrument(span.clone()).await {
             self.heal_failures = 0;
             return None;
@@ -400,7 +517,7 @@ impl Daemon {
     async fn restore(&self, current: Option<k8s_openapi::api::core::v1::Secret>, drift: &str) -> bool {
         let (Some(last), Some(sink)) = (&self.last_good, self.syncer.secret_sink()) else { return true };
         let adopt = self.syncer.config().adopt;
-        tracing::warn!("cacerts drifted from the last validated material ({drift}); restoring it");
+        tracing::warn!("cacerts drifted from what this process last wrote ({drift}); restoring it");
         self.health.tick(self.timeout + LIVENESS_SLACK);
         let written =
             tokio::time::timeout(self.timeout, sink.write(current, &last.material, &last.annotations, adopt)).await;

@@ -1,10 +1,14 @@
-//! Watch mode's view of Kubernetes: a watch on the one `cacerts` Secret and on the istiod Deployments, each
-//! feeding a reflector store, so a pass reads the cluster from memory instead of polling.
+//! Watch mode's view of Kubernetes: a watch on the one `cacerts` Secret, on the istiod Deployments and on the
+//! ConfigMap `istio-ca-root-cert` istiod publishes its roots in, each feeding a reflector store, so a pass
+//! reads the cluster from memory instead of polling.
 //!
 //! Costs and permissions: after the initial LIST of each, the API server pushes changes over two long-lived
 //! watches (`secrets` with `fieldSelector=metadata.name=<secret>`, `deployments` with the istiod label
 //! selector, or every Deployment of the namespace filtered by name for `--istiod-deployment`). That needs
-//! `list` and `watch` on both. The watcher uses the classic LIST-then-WATCH strategy (kube's default,
+//! `list` and `watch` on both. The ConfigMap watch (`configmaps` with
+//! `fieldSelector=metadata.name=istio-ca-root-cert` in istiod's namespace) needs `list` and `watch` on
+//! configmaps; it is advisory: while it is not synced, readiness does not wait for it and a first contact reads
+//! the ConfigMap with one GET. The watcher uses the classic LIST-then-WATCH strategy (kube's default,
 //! `InitialListStrategy::ListWatch`), not streaming lists, so any API server version works.
 //!
 //! Only the Secret and the istiod Deployments are stored, with `managedFields` dropped, so memory stays flat.
@@ -16,13 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::Notify;
 
 use crate::config::IstiodSelector;
+use crate::istiod_roots;
 use crate::sync::Known;
 
 /// One watched kind: its store and whether the store reflects a completed LIST.
@@ -37,6 +42,10 @@ pub struct Cache {
     secret_name: String,
     secret: Watched<Secret>,
     deployments: Option<Watched<Deployment>>,
+    /// `istio-ca-root-cert` in istiod's namespace (when restarts are on), and that namespace.
+    istiod_roots: Option<(String, Watched<ConfigMap>)>,
+    /// Notified on every change to `istio-ca-root-cert`.
+    roots_changed: Arc<Notify>,
     /// Notified on every change to the Secret (and when its store becomes synced).
     secret_changed: Arc<Notify>,
     /// Notified whenever a store becomes synced.
@@ -44,8 +53,22 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Starts the watches in background tasks. `istiod`: `None` when restarts are off (no Deployment watch).
-    pub fn start(client: kube::Client, namespace: &str, secret: &str, istiod: Option<&IstiodSelector>) -> Self {
+    /// Starts the watches in background tasks. `istiod`: istiod's namespace and selector, `None` when restarts
+    /// are off (no Deployment or ConfigMap watch).
+    pub fn start(client: kube::Client, namespace: &str, secret: &str, istiod: Option<(&str, &IstiodSelector)>) -> Self {
+        let roots_changed = Arc::new(Notify::new());
+        let istiod_roots = istiod.map(|(ns, _)| {
+            let watched = spawn_watch(
+                Api::<ConfigMap>::namespaced(client.clone(), ns),
+                watcher::Config::default().fields(&format!("metadata.name={}", istiod_roots::CONFIGMAP)),
+                |_| true,
+                vec![roots_changed.clone()],
+                Arc::new(Notify::new()),
+                format!("configmap {ns}/{}", istiod_roots::CONFIGMAP),
+            );
+            (ns.to_string(), watched)
+        });
+        let istiod = istiod.map(|(_, selector)| selector);
         let secret_changed = Arc::new(Notify::new());
         let synced_changed = Arc::new(Notify::new());
         let secret_config = watcher::Config::default().fields(&format!("metadata.name={secret}"));
@@ -86,9 +109,26 @@ impl Cache {
             secret_name: secret.into(),
             secret: secret_watch,
             deployments,
+            istiod_roots,
+            roots_changed,
             secret_changed,
             synced_changed,
         }
+    }
+
+    /// Completes when `istio-ca-root-cert` changed.
+    pub async fn roots_changed(&self) {
+        self.roots_changed.notified().await;
+    }
+
+    /// `istio-ca-root-cert` as last seen: `None` if not watched or not synced, `Some(None)` if it does not exist.
+    pub fn istiod_roots(&self) -> Option<Option<ConfigMap>> {
+        let (ns, watched) = self.istiod_roots.as_ref()?;
+        if !watched.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let key = ObjectRef::<ConfigMap>::new(istiod_roots::CONFIGMAP).within(ns);
+        Some(watched.store.get(&key).map(|c| (*c).clone()))
     }
 
     /// Completes when the Secret changed (a permit is kept if nobody waits, so no change is missed).
@@ -123,7 +163,7 @@ impl Cache {
             list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
             list
         });
-        Known { secret: self.secret(), deployments }
+        Known { secret: self.secret(), deployments, istiod_roots: self.istiod_roots() }
     }
 }
 

@@ -470,6 +470,22 @@ impl KubeTestServer {
         self.inner.store.lock().expect("store").rollout_delay = delay;
     }
 
+    /// Simulates istiod publishing the roots it serves (off by default). istiod writes its CA's roots into the
+    /// ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) of every namespace; here, each time the simulated
+    /// controller finishes a rollout of a Deployment labelled `app=istiod`, the new pods "start": they read
+    /// `cacerts` in their namespace and publish its `root-cert.pem` in `istio-ca-root-cert` there, or, when
+    /// there is no `cacerts`, a self-signed root (istiod's own CA, what it runs without a plug-in CA). Like the
+    /// real istiod, pods that are already running never notice a later change of `cacerts`.
+    pub fn simulate_istiod_roots(&self, on: bool) {
+        self.inner.store.lock().expect("store").istiod_publishes_roots = on;
+    }
+
+    /// Writes `istio-ca-root-cert` in `namespace` with `pem` as `root-cert.pem`, as istiod does (manager
+    /// `pilot-discovery`).
+    pub fn set_istio_ca_root_cert(&self, namespace: &str, pem: &str) {
+        publish_roots(&self.inner, namespace, pem);
+    }
+
     /// How often watches that allow bookmarks get a BOOKMARK (default 5 s; the apiserver sends about one a minute).
     pub fn set_bookmark_interval(&self, every: Duration) {
         *self.inner.bookmark_interval.lock().expect("interval") = every;
@@ -581,8 +597,56 @@ async fn rollout_loop(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedRece
             }
             let replicas = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
             let _ = set_status(&inner, &ns, &name, rolled_out_status(generation, replicas, &store::now_rfc3339()));
+            let is_istiod = d.pointer("/metadata/labels/app").and_then(Value::as_str) == Some("istiod");
+            if is_istiod && inner.store.lock().expect("store").istiod_publishes_roots {
+                let pem = istiod_roots_at_start(&inner, &ns);
+                publish_roots(&inner, &ns, &pem);
+            }
         });
     }
+}
+
+/// The roots a simulated istiod pod starting now serves: `cacerts`' `root-cert.pem`, or its self-signed root.
+fn istiod_roots_at_start(inner: &Inner, ns: &str) -> String {
+    let mut store = inner.store.lock().expect("store");
+    let def = resources::by_name("secrets");
+    let secret = store.get(def, ns, "cacerts").cloned().map(|s| resources::to_external(def, s));
+    let plugged = secret
+        .and_then(|s| s.pointer("/data/root-cert.pem").and_then(Value::as_str).map(str::to_string))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|pem| !pem.trim().is_empty());
+    match plugged {
+        Some(pem) => pem,
+        None => store.istiod_self_signed.get_or_insert_with(self_signed_istiod_root).clone(),
+    }
+}
+
+/// A self-signed root like the one istiod generates when it has no plug-in CA (O=cluster.local).
+fn self_signed_istiod_root() -> String {
+    let key = rcgen::KeyPair::generate().expect("generate key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "cluster.local");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).expect("self-sign").pem()
+}
+
+/// Creates or updates `istio-ca-root-cert` in `ns` as istiod does.
+fn publish_roots(inner: &Inner, ns: &str, pem: &str) {
+    let def = resources::by_name("configmaps");
+    let mut store = inner.store.lock().expect("store");
+    let current = store.get(def, ns, "istio-ca-root-cert").cloned();
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio-ca-root-cert", "namespace": ns, "labels": {"istio.io/config": "true"}},
+        "data": {"root-cert.pem": pem}});
+    let opts = WriteOpts { manager: "pilot-discovery", dry_run: false, subresource: None, origin: Origin::Handle };
+    let result = match current {
+        None => store.create(def, ns, obj, &opts).map(|_| ()),
+        Some(current) => {
+            store.write(def, ns, "istio-ca-root-cert", Some(current), obj, &opts, Ownership::Update).map(|_| ())
+        }
+    };
+    result.unwrap_or_else(|e| panic!("kube test server: publishing istio-ca-root-cert failed: {}", e.body));
 }
 
 impl Inner {

@@ -85,6 +85,11 @@ pub(crate) struct Store {
     /// Auto-rollout delay (`None` = off): a Deployment spec change is followed by a "rolled out" status.
     pub rollout_delay: Option<Duration>,
     pub rollout_tx: Option<mpsc::UnboundedSender<(String, String, i64)>>,
+    /// Simulated istiod: after a rollout of an `app=istiod` Deployment, publish its roots in
+    /// `istio-ca-root-cert` (see `KubeTestServer::simulate_istiod_roots`).
+    pub istiod_publishes_roots: bool,
+    /// The self-signed root a simulated istiod serves when it started without `cacerts`.
+    pub istiod_self_signed: Option<String>,
 }
 
 /// `2026-11-26T22:08:50Z`: metav1.Time has second precision.
@@ -209,6 +214,8 @@ impl Store {
             tx,
             rollout_delay: None,
             rollout_tx: None,
+            istiod_publishes_roots: false,
+            istiod_self_signed: None,
         }
     }
 

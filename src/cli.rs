@@ -55,19 +55,24 @@ pub struct SourceArgs {
     #[arg(long, env = "CACERTS_SYNC_SOURCE", value_name = "SPEC")]
     pub source: Option<String>,
 
-    /// Key Vault secret holding the root bundle.
+    /// This cluster's name, substituted for `{cluster}` in the four secret names below (per-cluster
+    /// intermediates in one vault, e.g. `--ca-cert-name 'ca-cert-{cluster}'`).
+    #[arg(long, env = "CACERTS_SYNC_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Key Vault secret holding the root bundle (shared by every cluster unless it uses `{cluster}`).
     #[arg(long, env = "CACERTS_SYNC_ROOT_CERT_NAME", default_value = "root-cert")]
     pub root_cert_name: String,
 
-    /// Key Vault secret holding the intermediate (signing) certificate.
+    /// Key Vault secret holding the intermediate (signing) certificate. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CA_CERT_NAME", default_value = "ca-cert")]
     pub ca_cert_name: String,
 
-    /// Key Vault secret holding the intermediate's private key.
+    /// Key Vault secret holding the intermediate's private key. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CA_KEY_NAME", default_value = "ca-key")]
     pub ca_key_name: String,
 
-    /// Key Vault secret holding the chain from the intermediate up to the root.
+    /// Key Vault secret holding the chain from the intermediate up to the root. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CERT_CHAIN_NAME", default_value = "cert-chain")]
     pub cert_chain_name: String,
 

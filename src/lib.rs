@@ -29,5 +29,6 @@ pub mod rotation;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod sync;
 pub mod telemetry;

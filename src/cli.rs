@@ -40,6 +40,8 @@ pub enum Command {
     CheckRoot(CheckRootArgs),
     /// Print every certificate, the fingerprints and a verdict for plug-in CA material, without writing anything.
     Inspect(InspectArgs),
+    /// Show where a root rotation stands: roots, the live intermediate, istiod, the phase and the next safe step.
+    Status(StatusArgs),
 }
 
 /// Where the material comes from.
@@ -160,6 +162,20 @@ pub struct RestartArgs {
     pub wait_timeout: humantime::Duration,
 }
 
+/// The time gates of a root rotation.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rotation")]
+pub struct RotationArgs {
+    /// How long workloads need to trust a new root (their certificate lifetime, 24h in Istio by default). An
+    /// intermediate under a new root goes live, and an old root leaves, only this long after the step before.
+    #[arg(long, env = "CACERTS_SYNC_TRUST_PROPAGATION", default_value = "24h")]
+    pub trust_propagation: humantime::Duration,
+
+    /// Write a rotation step even when the time gates refuse it (logs a warning and publishes a Warning Event).
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_ALLOW_UNSAFE_ROTATION")]
+    pub allow_unsafe_rotation: bool,
+}
+
 /// What `sync` and `watch` share: one pass's source, validation, target and restart settings.
 #[derive(Debug, Clone, Args)]
 pub struct PassGroups {
@@ -167,6 +183,8 @@ pub struct PassGroups {
     pub source: SourceArgs,
     #[command(flatten)]
     pub pass: PassArgs,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -256,6 +274,42 @@ pub struct CheckRootArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+
+    /// Warn when a certificate expires within this window.
+    #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]
+    pub expiry_warning: humantime::Duration,
+
+    /// Overall deadline.
+    #[arg(long, env = "CACERTS_SYNC_TIMEOUT", default_value = "2m")]
+    pub timeout: humantime::Duration,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text, env = "CACERTS_SYNC_OUTPUT")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Label selector for istiod Deployments (every revision).
+    #[arg(
+        long,
+        env = "CACERTS_SYNC_ISTIOD_SELECTOR",
+        default_value = "app=istiod",
+        conflicts_with = "istiod_deployment",
+        help_heading = "Restart"
+    )]
+    pub istiod_selector: String,
+
+    /// Look at exactly these Deployments instead of a selector (repeatable).
+    #[arg(long, env = "CACERTS_SYNC_ISTIOD_DEPLOYMENT", value_delimiter = ',', help_heading = "Restart")]
+    pub istiod_deployment: Vec<String>,
+
+    /// How long workloads need to trust a new root (as for `sync`).
+    #[arg(long, env = "CACERTS_SYNC_TRUST_PROPAGATION", default_value = "24h", help_heading = "Rotation")]
+    pub trust_propagation: humantime::Duration,
 
     /// Warn when a certificate expires within this window.
     #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]

@@ -142,6 +142,10 @@ pub struct SyncConfig {
     pub timeout: Duration,
     pub consistency_timeout: Duration,
     pub expiry_warning: Duration,
+    /// `--trust-propagation` (the time gates; a `dir:` target has none: it keeps no history).
+    pub rotation: crate::rotation::RotationOptions,
+    /// `--allow-unsafe-rotation`.
+    pub allow_unsafe_rotation: bool,
 }
 
 /// When watch mode runs passes.
@@ -177,6 +181,15 @@ pub struct CheckRootConfig {
     pub secret: String,
     pub restart: RestartConfig,
     pub timeout: Duration,
+}
+
+/// `status`.
+#[derive(Clone, Debug)]
+pub struct StatusConfig {
+    pub target: crate::observe::Target,
+    pub rotation: crate::rotation::RotationOptions,
+    pub timeout: Duration,
+    pub json: bool,
 }
 
 /// `inspect`.
@@ -385,8 +398,19 @@ fn namespace_and_secret(args: &cli::TargetArgs) -> Result<(), ConfigError> {
 }
 
 fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<RestartConfig, ConfigError> {
-    let selector = if args.istiod_deployment.is_empty() {
-        let s = args.istiod_selector.trim();
+    let selector = istiod_selector(&args.istiod_selector, &args.istiod_deployment)?;
+    Ok(RestartConfig {
+        enabled,
+        namespace: namespace.into(),
+        selector,
+        restart_on_first_run: args.restart_on_first_run,
+        wait: args.wait.then(|| args.wait_timeout.into()),
+    })
+}
+
+fn istiod_selector(selector: &str, names: &[String]) -> Result<IstiodSelector, ConfigError> {
+    Ok(if names.is_empty() {
+        let s = selector.trim();
         if s.is_empty() {
             return Err(ConfigError::BadSelector {
                 selector: s.into(),
@@ -398,7 +422,7 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
         }
         IstiodSelector::Label(s.into())
     } else {
-        for name in &args.istiod_deployment {
+        for name in names {
             if !is_dns_subdomain(name) {
                 return Err(ConfigError::Invalid {
                     flag: "--istiod-deployment",
@@ -406,14 +430,7 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
                 });
             }
         }
-        IstiodSelector::Names(args.istiod_deployment.clone())
-    };
-    Ok(RestartConfig {
-        enabled,
-        namespace: namespace.into(),
-        selector,
-        restart_on_first_run: args.restart_on_first_run,
-        wait: args.wait.then(|| args.wait_timeout.into()),
+        IstiodSelector::Names(names.to_vec())
     })
 }
 
@@ -443,6 +460,11 @@ impl SyncConfig {
             timeout: nonzero("--timeout", args.pass.timeout)?,
             consistency_timeout: args.pass.consistency_timeout.into(),
             expiry_warning: args.pass.expiry_warning.into(),
+            rotation: crate::rotation::RotationOptions {
+                trust_propagation: args.rotation.trust_propagation.into(),
+                expiry_warning: args.pass.expiry_warning.into(),
+            },
+            allow_unsafe_rotation: args.rotation.allow_unsafe_rotation,
         })
     }
 }
@@ -482,6 +504,25 @@ impl CheckRootConfig {
             secret: args.target.secret.clone(),
             restart: restart(&args.restart, &args.target.namespace, true)?,
             timeout: nonzero("--timeout", args.timeout)?,
+        })
+    }
+}
+
+impl StatusConfig {
+    pub fn from_args(args: &cli::StatusArgs) -> Result<Self, ConfigError> {
+        namespace_and_secret(&args.target)?;
+        Ok(Self {
+            target: crate::observe::Target {
+                namespace: args.target.namespace.clone(),
+                secret: args.target.secret.clone(),
+                istiod: istiod_selector(&args.istiod_selector, &args.istiod_deployment)?,
+            },
+            rotation: crate::rotation::RotationOptions {
+                trust_propagation: args.trust_propagation.into(),
+                expiry_warning: args.expiry_warning.into(),
+            },
+            timeout: nonzero("--timeout", args.timeout)?,
+            json: args.output == cli::OutputFormat::Json,
         })
     }
 }

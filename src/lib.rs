@@ -8,6 +8,8 @@
 //! - [`source`] fetches the four values: Key Vault through the official SDK, or a directory.
 //! - [`bundle`] is pure: it parses, validates and fingerprints the material against an injected "now".
 //! - [`sink`] writes the `cacerts` Secret (or a directory) only when the content differs.
+//! - [`rotation`] is pure too: the rotation history on `cacerts`, the time gates that refuse unsafe runbook
+//!   steps, and the assessment `status` prints; [`observe`] reads a cluster into the view it assesses.
 //! - [`restart`] rolls every istiod Deployment once per root fingerprint.
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
@@ -21,9 +23,12 @@ pub mod error;
 pub mod inspect;
 pub mod k8s;
 pub mod metrics;
+pub mod observe;
 pub mod restart;
+pub mod rotation;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod sync;
 pub mod telemetry;

@@ -66,6 +66,7 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
             vec![col("Name", "string", 0), col("Type", "string", 0), col("Data", "string", 0), col("Age", "string", 0)]
         }
         "namespaces" => vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
+        "configmaps" => vec![col("Name", "string", 0), col("Data", "string", 0), col("Age", "string", 0)],
         "deployments" => vec![
             col("Name", "string", 0),
             col("Ready", "string", 0),
@@ -98,6 +99,11 @@ fn cells(def: &ResourceDef, o: &Value) -> Vec<Value> {
             vec![json!(name), json!(s("/type")), json!(count), json!(created)]
         }
         "namespaces" => vec![json!(name), json!(s("/status/phase")), json!(created)],
+        "configmaps" => {
+            let count = o.get("data").and_then(Value::as_object).map_or(0, |d| d.len())
+                + o.get("binaryData").and_then(Value::as_object).map_or(0, |d| d.len());
+            vec![json!(name), json!(count), json!(created)]
+        }
         "deployments" => {
             let containers =
                 o.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -70,6 +70,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): `cacerts-sync man | man -l -`.
     Man(ManArgs),
+    /// Show where a root rotation stands: roots, the live intermediate, istiod, the phase and the next safe step.
+    Status(StatusArgs),
 }
 
 /// Where the material comes from.
@@ -85,19 +87,24 @@ pub struct SourceArgs {
     #[arg(long, env = "CACERTS_SYNC_SOURCE", value_name = "SPEC")]
     pub source: Option<String>,
 
-    /// Key Vault secret holding the root bundle.
+    /// This cluster's name, substituted for `{cluster}` in the four secret names below (per-cluster
+    /// intermediates in one vault, e.g. `--ca-cert-name 'ca-cert-{cluster}'`).
+    #[arg(long, env = "CACERTS_SYNC_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Key Vault secret holding the root bundle (shared by every cluster unless it uses `{cluster}`).
     #[arg(long, env = "CACERTS_SYNC_ROOT_CERT_NAME", default_value = "root-cert")]
     pub root_cert_name: String,
 
-    /// Key Vault secret holding the intermediate (signing) certificate.
+    /// Key Vault secret holding the intermediate (signing) certificate. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CA_CERT_NAME", default_value = "ca-cert")]
     pub ca_cert_name: String,
 
-    /// Key Vault secret holding the intermediate's private key.
+    /// Key Vault secret holding the intermediate's private key. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CA_KEY_NAME", default_value = "ca-key")]
     pub ca_key_name: String,
 
-    /// Key Vault secret holding the chain from the intermediate up to the root.
+    /// Key Vault secret holding the chain from the intermediate up to the root. May contain `{cluster}`.
     #[arg(long, env = "CACERTS_SYNC_CERT_CHAIN_NAME", default_value = "cert-chain")]
     pub cert_chain_name: String,
 
@@ -187,6 +194,20 @@ pub struct RestartArgs {
     pub wait_timeout: humantime::Duration,
 }
 
+/// The time gates of a root rotation.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rotation")]
+pub struct RotationArgs {
+    /// How long workloads need to trust a new root (their certificate lifetime, 24h in Istio by default). An
+    /// intermediate under a new root goes live, and an old root leaves, only this long after the step before.
+    #[arg(long, env = "CACERTS_SYNC_TRUST_PROPAGATION", default_value = "24h")]
+    pub trust_propagation: humantime::Duration,
+
+    /// Write a rotation step even when the time gates refuse it (logs a warning and publishes a Warning Event).
+    #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_ALLOW_UNSAFE_ROTATION")]
+    pub allow_unsafe_rotation: bool,
+}
+
 /// What `sync` and `watch` share: one pass's source, validation, target and restart settings.
 #[derive(Debug, Clone, Args)]
 pub struct PassGroups {
@@ -194,6 +215,8 @@ pub struct PassGroups {
     pub source: SourceArgs,
     #[command(flatten)]
     pub pass: PassArgs,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -317,6 +340,42 @@ pub struct ManArgs {
     /// Write every page (`cacerts-sync.1`, `cacerts-sync-sync.1`, ...) into this directory instead, for packaging.
     #[arg(long, env = "CACERTS_SYNC_OUT_DIR", value_name = "DIR", conflicts_with = "subcommand")]
     pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Label selector for istiod Deployments (every revision).
+    #[arg(
+        long,
+        env = "CACERTS_SYNC_ISTIOD_SELECTOR",
+        default_value = "app=istiod",
+        conflicts_with = "istiod_deployment",
+        help_heading = "Restart"
+    )]
+    pub istiod_selector: String,
+
+    /// Look at exactly these Deployments instead of a selector (repeatable).
+    #[arg(long, env = "CACERTS_SYNC_ISTIOD_DEPLOYMENT", value_delimiter = ',', help_heading = "Restart")]
+    pub istiod_deployment: Vec<String>,
+
+    /// How long workloads need to trust a new root (as for `sync`).
+    #[arg(long, env = "CACERTS_SYNC_TRUST_PROPAGATION", default_value = "24h", help_heading = "Rotation")]
+    pub trust_propagation: humantime::Duration,
+
+    /// Warn when a certificate expires within this window.
+    #[arg(long, env = "CACERTS_SYNC_EXPIRY_WARNING", default_value = "30days")]
+    pub expiry_warning: humantime::Duration,
+
+    /// Overall deadline.
+    #[arg(long, env = "CACERTS_SYNC_TIMEOUT", default_value = "2m")]
+    pub timeout: humantime::Duration,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text, env = "CACERTS_SYNC_OUTPUT")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -142,6 +142,10 @@ pub struct SyncConfig {
     pub timeout: Duration,
     pub consistency_timeout: Duration,
     pub expiry_warning: Duration,
+    /// `--trust-propagation` (the time gates; a `dir:` target has none: it keeps no history).
+    pub rotation: crate::rotation::RotationOptions,
+    /// `--allow-unsafe-rotation`.
+    pub allow_unsafe_rotation: bool,
 }
 
 /// When watch mode runs passes.
@@ -179,6 +183,15 @@ pub struct CheckRootConfig {
     pub timeout: Duration,
 }
 
+/// `status`.
+#[derive(Clone, Debug)]
+pub struct StatusConfig {
+    pub target: crate::observe::Target,
+    pub rotation: crate::rotation::RotationOptions,
+    pub timeout: Duration,
+    pub json: bool,
+}
+
 /// `inspect`.
 #[derive(Clone, Debug)]
 pub struct InspectConfig {
@@ -208,12 +221,7 @@ pub fn source(args: &cli::SourceArgs, allow_secret: bool) -> Result<SourceSpec, 
     let url = args.vault_url.as_deref().ok_or(ConfigError::NoSource)?;
     Ok(SourceSpec::Vault(VaultConfig {
         url: vault_url(url)?,
-        names: SecretNames {
-            root_cert: secret_name("--root-cert-name", &args.root_cert_name)?,
-            ca_cert: secret_name("--ca-cert-name", &args.ca_cert_name)?,
-            ca_key: secret_name("--ca-key-name", &args.ca_key_name)?,
-            cert_chain: secret_name("--cert-chain-name", &args.cert_chain_name)?,
-        },
+        names: NameTemplates::from_args(args)?.resolve(args.cluster_name.as_deref())?,
         auth: args.auth,
         managed_identity_client_id: args.managed_identity_client_id.clone(),
         verify_challenge_resource: !args.disable_challenge_resource_verification,
@@ -233,6 +241,110 @@ fn vault_url(url: &str) -> Result<String, ConfigError> {
         return Err(bad("the URL must not have a path (https://NAME.vault.azure.net)"));
     }
     Ok(format!("https://{host}"))
+}
+
+/// The four secret names as given, possibly with a `{cluster}` placeholder; [`NameTemplates::resolve`] turns
+/// them into one cluster's [`SecretNames`]. `fleet check` resolves the same templates once per cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameTemplates {
+    pub root_cert: String,
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub cert_chain: String,
+}
+
+/// The only placeholder the secret-name flags know.
+pub const CLUSTER_PLACEHOLDER: &str = "{cluster}";
+
+impl NameTemplates {
+    /// Checks the placeholders of the four name flags (an unknown `{...}` is a usage error).
+    pub fn from_args(args: &cli::SourceArgs) -> Result<Self, ConfigError> {
+        let templates = Self {
+            root_cert: args.root_cert_name.clone(),
+            ca_cert: args.ca_cert_name.clone(),
+            ca_key: args.ca_key_name.clone(),
+            cert_chain: args.cert_chain_name.clone(),
+        };
+        for (flag, template) in templates.flags() {
+            placeholders(flag, template)?;
+        }
+        Ok(templates)
+    }
+
+    fn flags(&self) -> [(&'static str, &str); 4] {
+        [
+            ("--root-cert-name", &self.root_cert),
+            ("--ca-cert-name", &self.ca_cert),
+            ("--ca-key-name", &self.ca_key),
+            ("--cert-chain-name", &self.cert_chain),
+        ]
+    }
+
+    /// Whether any name contains `{cluster}`.
+    pub fn per_cluster(&self) -> bool {
+        self.flags().iter().any(|(_, t)| t.contains(CLUSTER_PLACEHOLDER))
+    }
+
+    /// One cluster's secret names: `{cluster}` replaced by `cluster`, each result checked against Key Vault's
+    /// naming rules. A template with `{cluster}` and no (or an empty) cluster name is a usage error rather than
+    /// a literal `ca-cert-` lookup that would fail later with a confusing 404.
+    pub fn resolve(&self, cluster: Option<&str>) -> Result<SecretNames, ConfigError> {
+        let cluster = cluster.map(str::trim).filter(|c| !c.is_empty());
+        if let Some(name) = cluster {
+            cluster_name(name)?;
+        }
+        let one = |flag: &'static str, template: &str| -> Result<String, ConfigError> {
+            if !template.contains(CLUSTER_PLACEHOLDER) {
+                return secret_name(flag, template);
+            }
+            let Some(name) = cluster else {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    reason: format!(
+                        "{template:?} uses {CLUSTER_PLACEHOLDER} but no cluster name is set: pass --cluster-name NAME \
+                         (env CACERTS_SYNC_CLUSTER_NAME)"
+                    ),
+                });
+            };
+            secret_name(flag, &template.replace(CLUSTER_PLACEHOLDER, name))
+        };
+        Ok(SecretNames {
+            root_cert: one("--root-cert-name", &self.root_cert)?,
+            ca_cert: one("--ca-cert-name", &self.ca_cert)?,
+            ca_key: one("--ca-key-name", &self.ca_key)?,
+            cert_chain: one("--cert-chain-name", &self.cert_chain)?,
+        })
+    }
+}
+
+/// Refuses any `{...}` other than `{cluster}` and stray braces (Key Vault names never contain braces).
+fn placeholders(flag: &'static str, template: &str) -> Result<(), ConfigError> {
+    let rest = template.replace(CLUSTER_PLACEHOLDER, "");
+    if let Some(start) = rest.find(['{', '}']) {
+        let tail = &rest[start..];
+        let shown = match (tail.starts_with('{'), tail.find('}')) {
+            (true, Some(end)) => &tail[..=end],
+            _ => &tail[..1],
+        };
+        return Err(ConfigError::Invalid {
+            flag,
+            reason: format!(
+                "{template:?} has the unknown placeholder {shown}: the only placeholder is {CLUSTER_PLACEHOLDER}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A cluster name goes into Key Vault secret names: letters, digits and dashes.
+fn cluster_name(name: &str) -> Result<(), ConfigError> {
+    if name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ConfigError::Invalid {
+            flag: "--cluster-name",
+            reason: format!("{name:?} must be letters, digits and dashes (it becomes part of Key Vault secret names)"),
+        });
+    }
+    Ok(())
 }
 
 /// Key Vault object names: 1-127 characters, alphanumerics and dashes.
@@ -286,8 +398,19 @@ fn namespace_and_secret(args: &cli::TargetArgs) -> Result<(), ConfigError> {
 }
 
 fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<RestartConfig, ConfigError> {
-    let selector = if args.istiod_deployment.is_empty() {
-        let s = args.istiod_selector.trim();
+    let selector = istiod_selector(&args.istiod_selector, &args.istiod_deployment)?;
+    Ok(RestartConfig {
+        enabled,
+        namespace: namespace.into(),
+        selector,
+        restart_on_first_run: args.restart_on_first_run,
+        wait: args.wait.then(|| args.wait_timeout.into()),
+    })
+}
+
+fn istiod_selector(selector: &str, names: &[String]) -> Result<IstiodSelector, ConfigError> {
+    Ok(if names.is_empty() {
+        let s = selector.trim();
         if s.is_empty() {
             return Err(ConfigError::BadSelector {
                 selector: s.into(),
@@ -299,7 +422,7 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
         }
         IstiodSelector::Label(s.into())
     } else {
-        for name in &args.istiod_deployment {
+        for name in names {
             if !is_dns_subdomain(name) {
                 return Err(ConfigError::Invalid {
                     flag: "--istiod-deployment",
@@ -307,14 +430,7 @@ fn restart(args: &cli::RestartArgs, namespace: &str, enabled: bool) -> Result<Re
                 });
             }
         }
-        IstiodSelector::Names(args.istiod_deployment.clone())
-    };
-    Ok(RestartConfig {
-        enabled,
-        namespace: namespace.into(),
-        selector,
-        restart_on_first_run: args.restart_on_first_run,
-        wait: args.wait.then(|| args.wait_timeout.into()),
+        IstiodSelector::Names(names.to_vec())
     })
 }
 
@@ -344,6 +460,11 @@ impl SyncConfig {
             timeout: nonzero("--timeout", args.pass.timeout)?,
             consistency_timeout: args.pass.consistency_timeout.into(),
             expiry_warning: args.pass.expiry_warning.into(),
+            rotation: crate::rotation::RotationOptions {
+                trust_propagation: args.rotation.trust_propagation.into(),
+                expiry_warning: args.pass.expiry_warning.into(),
+            },
+            allow_unsafe_rotation: args.rotation.allow_unsafe_rotation,
         })
     }
 }
@@ -383,6 +504,25 @@ impl CheckRootConfig {
             secret: args.target.secret.clone(),
             restart: restart(&args.restart, &args.target.namespace, true)?,
             timeout: nonzero("--timeout", args.timeout)?,
+        })
+    }
+}
+
+impl StatusConfig {
+    pub fn from_args(args: &cli::StatusArgs) -> Result<Self, ConfigError> {
+        namespace_and_secret(&args.target)?;
+        Ok(Self {
+            target: crate::observe::Target {
+                namespace: args.target.namespace.clone(),
+                secret: args.target.secret.clone(),
+                istiod: istiod_selector(&args.istiod_selector, &args.istiod_deployment)?,
+            },
+            rotation: crate::rotation::RotationOptions {
+                trust_propagation: args.trust_propagation.into(),
+                expiry_warning: args.expiry_warning.into(),
+            },
+            timeout: nonzero("--timeout", args.timeout)?,
+            json: args.output == cli::OutputFormat::Json,
         })
     }
 }
@@ -444,6 +584,75 @@ mod tests {
         let next: Vec<_> = s.upcoming(chrono::Utc).take(2).collect();
         assert_eq!((next[1] - next[0]).num_minutes(), 10);
         assert!(parse_cron("every ten minutes").is_err());
+    }
+
+    fn names(ca_cert: &str, ca_key: &str) -> NameTemplates {
+        NameTemplates {
+            root_cert: "root-cert".into(),
+            ca_cert: ca_cert.into(),
+            ca_key: ca_key.into(),
+            cert_chain: "cert-chain-{cluster}".into(),
+        }
+    }
+
+    fn source_args(extra: &[&str]) -> Result<SourceSpec, ConfigError> {
+        use clap::Parser as _;
+        let mut argv = vec!["cacerts-sync", "sync", "--vault-url", "https://kv.vault.azure.net"];
+        argv.extend_from_slice(extra);
+        let cli = cli::Cli::try_parse_from(argv).expect("parses");
+        let cli::Command::Sync(args) = cli.command else { unreachable!() };
+        source(&args.common.source, false)
+    }
+
+    #[test]
+    fn cluster_placeholder_is_replaced_in_every_name_and_the_root_stays_shared() {
+        let resolved = names("ca-cert-{cluster}", "{cluster}-ca-key").resolve(Some("eastus")).unwrap();
+        assert_eq!(resolved.root_cert, "root-cert");
+        assert_eq!(resolved.ca_cert, "ca-cert-eastus");
+        assert_eq!(resolved.ca_key, "eastus-ca-key");
+        assert_eq!(resolved.cert_chain, "cert-chain-eastus");
+    }
+
+    #[test]
+    fn cluster_name_flag_reaches_the_vault_secret_names() {
+        let spec = source_args(&["--cluster-name", "westeu", "--ca-key-name", "ca-key-{cluster}"]).unwrap();
+        let SourceSpec::Vault(v) = spec else { panic!("vault source") };
+        assert_eq!(v.names.ca_key, "ca-key-westeu");
+        assert_eq!(v.names.ca_cert, "ca-cert", "names without a placeholder are kept as given");
+    }
+
+    #[test]
+    fn a_placeholder_without_a_cluster_name_is_a_usage_error_naming_the_flag() {
+        for cluster in [None, Some(""), Some("  ")] {
+            let err = names("ca-cert-{cluster}", "ca-key").resolve(cluster).unwrap_err().to_string();
+            assert!(err.contains("--ca-cert-name"), "{err}");
+            assert!(err.contains("--cluster-name"), "{err}");
+        }
+        let err = source_args(&["--ca-cert-name", "ca-cert-{cluster}"]).unwrap_err();
+        assert!(err.to_string().contains("no cluster name is set"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_a_usage_error_naming_it() {
+        let err = source_args(&["--cluster-name", "a", "--ca-cert-name", "ca-cert-{region}"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--ca-cert-name") && text.contains("{region}"), "{text}");
+        assert!(source_args(&["--cluster-name", "a", "--ca-key-name", "ca-key-{cluster"]).is_err());
+        assert!(source_args(&["--cluster-name", "a", "--root-cert-name", "root}"]).is_err());
+    }
+
+    #[test]
+    fn a_cluster_name_that_cannot_be_part_of_a_secret_name_is_refused() {
+        let err = names("ca-cert-{cluster}", "ca-key").resolve(Some("east us")).unwrap_err().to_string();
+        assert!(err.contains("--cluster-name"), "{err}");
+        assert!(names("ca-cert-{cluster}", "ca-key").resolve(Some("east_us")).is_err());
+    }
+
+    #[test]
+    fn a_cluster_name_without_placeholders_changes_nothing() {
+        let spec = source_args(&["--cluster-name", "eastus"]).unwrap();
+        let SourceSpec::Vault(v) = spec else { panic!("vault source") };
+        assert_eq!(v.names, SecretNames::default());
     }
 
     #[test]

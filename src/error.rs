@@ -17,6 +17,9 @@ pub enum FailureClass {
     Invalid,
     /// Entra, Key Vault or Kubernetes refused our identity or its permissions.
     Auth,
+    /// A rotation step the time gates refuse (not yet safe); nothing was written. Not a failure for backoff:
+    /// it goes through by itself once safe.
+    Blocked,
 }
 
 impl FailureClass {
@@ -25,7 +28,7 @@ impl FailureClass {
         match self {
             FailureClass::Transient => exit::TRANSIENT,
             FailureClass::Usage => exit::USAGE,
-            FailureClass::Invalid => exit::INVALID,
+            FailureClass::Invalid | FailureClass::Blocked => exit::INVALID,
             FailureClass::Auth => exit::AUTH,
         }
     }
@@ -37,6 +40,7 @@ impl FailureClass {
             FailureClass::Usage => "usage",
             FailureClass::Invalid => "invalid",
             FailureClass::Auth => "auth",
+            FailureClass::Blocked => "blocked",
         }
     }
 }

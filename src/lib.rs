@@ -11,6 +11,8 @@
 //! - [`restart`] rolls every istiod Deployment once per root fingerprint; [`istiod_roots`] reads which roots
 //!   istiod serves (`istio-ca-root-cert`).
 //! - [`fence`] stops a replica that may have lost its Lease from writing.
+//! - [`rotation`] is pure too: the rotation history on `cacerts`, the time gates that refuse unsafe runbook
+//!   steps, and the assessment `status` prints; [`observe`] reads a cluster into the view it assesses.
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
 //! - [`shell`] prints completions and man pages; [`plugin`] makes the binary a kubectl plugin.
@@ -27,10 +29,13 @@ pub mod istiod_roots;
 pub mod k8s;
 pub mod metrics;
 pub mod plugin;
+pub mod observe;
 pub mod restart;
+pub mod rotation;
 pub mod run;
 pub mod shell;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod sync;
 pub mod telemetry;

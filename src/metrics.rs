@@ -62,6 +62,11 @@ struct FingerprintLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertificateLabels {
     role: &'static str,
     subject: String,
@@ -85,6 +90,8 @@ pub struct Metrics {
     self_heals: Counter,
     /// No labels: `Family` only so the series can be absent when nothing is known.
     istiod_serving: Family<Vec<(String, String)>, Gauge>,
+    rotation_blocked: Family<ReasonLabels, Gauge>,
+    rotation_unblock: Gauge,
 }
 
 impl Default for Metrics {
@@ -111,6 +118,8 @@ impl Metrics {
         let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         let self_heals = Counter::default();
         let istiod_serving = Family::<Vec<(String, String)>, Gauge>::default();
+        let rotation_blocked = Family::<ReasonLabels, Gauge>::default();
+        let rotation_unblock = Gauge::default();
         // Counters get their `_total` suffix from the encoder.
         registry.register(
             "passes",
@@ -155,6 +164,19 @@ impl Metrics {
             "1 when istio-ca-root-cert holds exactly the roots of cacerts, 0 when not (absent when unknown)",
             istiod_serving.clone(),
         );
+        registry.register(
+            "rotation_blocked",
+            "1 while the time gates refuse the pending rotation step for this reason (root-not-propagated, root-still-anchoring)",
+            rotation_blocked.clone(),
+        );
+        registry.register(
+            "rotation_unblock_timestamp_seconds",
+            "Unix time the refused rotation step becomes safe (0 when nothing is refused or no time is known)",
+            rotation_unblock.clone(),
+        );
+        for rule in crate::rotation::Rule::ALL {
+            rotation_blocked.get_or_create(&ReasonLabels { reason: rule.as_str() }).set(0);
+        }
         Self {
             registry: Arc::new(registry),
             passes,
@@ -168,6 +190,8 @@ impl Metrics {
             certificate_expiry,
             self_heals,
             istiod_serving,
+            rotation_blocked,
+            rotation_unblock,
         }
     }
 
@@ -179,6 +203,16 @@ impl Metrics {
             }
             None => self.istiod_serving.clear(),
         }
+    }
+
+    /// Sets the rotation gauges from the last pass: `Some` when the time gates refused its change.
+    pub fn rotation_gates(&self, refused: Option<&crate::rotation::GateDecision>) {
+        for rule in crate::rotation::Rule::ALL {
+            let blocked = refused.is_some_and(|d| d.blocked_by(rule));
+            self.rotation_blocked.get_or_create(&ReasonLabels { reason: rule.as_str() }).set(i64::from(blocked));
+        }
+        let at = refused.and_then(|d| d.unblock_at()).map_or(0, |t| t.as_second());
+        self.rotation_unblock.set(at);
     }
 
     /// The OpenMetrics text of every series.
@@ -282,6 +316,9 @@ mod tests {
             "cacerts_sync_keyvault_request_duration_seconds_bucket{le=\"0.04\"} 1",
             "cacerts_sync_leader 1",
             "cacerts_sync_self_heals_total 1",
+            "cacerts_sync_rotation_blocked{reason=\"root-not-propagated\"} 0",
+            "cacerts_sync_rotation_blocked{reason=\"root-still-anchoring\"} 0",
+            "cacerts_sync_rotation_unblock_timestamp_seconds 0",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

@@ -9,6 +9,8 @@
 //! place: [`Syncer::take_written`] hands that material to watch mode as its self-heal baseline at once, and
 //! the restarts still owed are found by the next pass through the fingerprints recorded on the Deployments.
 
+mod gates;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,12 +48,23 @@ pub enum PassError {
     Timeout(Duration),
     #[error(transparent)]
     Fenced(#[from] FenceError),
+    /// The time gates refuse the change (nothing written).
+    #[error("{0}")]
+    Blocked(Box<gates::Refusal>),
 }
 
 impl PassError {
     /// Whether the pass stopped because this replica may no longer lead (watch mode steps down).
     pub fn is_fenced(&self) -> bool {
         matches!(self, PassError::Fenced(_) | PassError::Restart(RestartError::Fenced(_)))
+    }
+
+    /// The gates' decision, when the time gates refused the change.
+    pub fn blocked(&self) -> Option<&crate::rotation::GateDecision> {
+        match self {
+            PassError::Blocked(r) => Some(&r.decision),
+            _ => None,
+        }
     }
 }
 
@@ -79,6 +92,7 @@ impl Classify for PassError {
             PassError::Kube(e) => e.class(),
             PassError::Timeout(_) => FailureClass::Transient,
             PassError::Fenced(e) => e.class(),
+            PassError::Blocked(_) => FailureClass::Blocked,
         }
     }
 
@@ -102,6 +116,8 @@ pub struct PassReport {
     /// The material that is now in the target (the last validated material).
     pub material: RawMaterial,
     pub dry_run: bool,
+    /// The rotation history annotation now on `cacerts` (written by this pass, or as it was).
+    pub history: Option<String>,
 }
 
 /// What watch mode already knows from its watches, so a pass needs no polling reads.
@@ -249,6 +265,32 @@ impl Syncer {
         }
         let root_fingerprint = report.root_fingerprint.clone().expect("a valid report has a root fingerprint");
         let source = self.source.describe();
+        let gate = match &self.target {
+            Target::Secret { .. } => gates::judge(
+                current.as_ref(),
+                &fetched.material,
+                &report,
+                jiff::Timestamp::now(),
+                &self.config.rotation,
+            ),
+            Target::Dir(_) => None,
+        };
+        let unsafe_write = match &gate {
+            Some(decision) if !decision.allowed() => {
+                if !self.config.allow_unsafe_rotation {
+                    return Err(self.refuse(decision.clone(), current.as_ref(), known).await);
+                }
+                tracing::warn!(blocked_by = %rules(decision), "writing a rotation step the time gates refuse (--allow-unsafe-rotation): {}", decision.message());
+                Some(decision.message())
+            }
+            _ => None,
+        };
+        let history = match &gate {
+            Some(decision) => Some(decision.history.to_annotation()),
+            None => current
+                .as_ref()
+                .and_then(|s| s.metadata.annotations.as_ref()?.get(crate::rotation::HISTORY_ANNOTATION).cloned()),
+        };
         let (action, restart) = match &self.target {
             Target::Dir(sink) => {
                 if self.config.dry_run {
@@ -257,7 +299,11 @@ impl Syncer {
                 (sink.write(&fetched.material, self.config.dry_run)?, None)
             }
             Target::Secret { sink, restarter, events } => {
-                let annotations = annotations(&source, fetched.versions.as_ref(), &report);
+                let mut annotations = annotations(&source, fetched.versions.as_ref(), &report);
+                if let Some(decision) = &gate {
+                    // The history goes in the same patch as the data: both land, or neither does.
+                    annotations.insert(crate::rotation::HISTORY_ANNOTATION.into(), decision.history.to_annotation());
+                }
                 let baseline = match &current {
                     None => Baseline::Created,
                     Some(secret) => Baseline::Existing(
@@ -288,6 +334,14 @@ impl Syncer {
                     *self.written.lock().expect("not poisoned") =
                         Some(WrittenMaterial { material: fetched.material.clone(), annotations: annotations.clone() });
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
+                    if let (Some(risk), Some(r)) = (&unsafe_write, &regarding)
+                        && written.action.wrote()
+                    {
+                        let note = format!(
+                            "wrote a rotation step the time gates refuse (--allow-unsafe-rotation); workloads may fail mTLS with each other: {risk}"
+                        );
+                        events.warning(r, "UnsafeRotation", "Sync", note).await;
+                    }
                     match &written.action {
                         WriteAction::Unchanged if written.labeled => {
                             tracing::info!(
@@ -372,7 +426,42 @@ impl Syncer {
             restart,
             material: fetched.material,
             dry_run: self.config.dry_run,
+            history,
         })
+    }
+
+    /// A refused change: publish why, complete the restarts owed for `cacerts` as it is, and return the error.
+    async fn refuse(
+        &self,
+        decision: crate::rotation::GateDecision,
+        current: Option<&Secret>,
+        known: &Known,
+    ) -> PassError {
+        let refusal = gates::Refusal { decision };
+        tracing::warn!(blocked_by = %rules(&refusal.decision),
+            unblock_at = %refusal.decision.unblock_at().map(crate::rotation::format_time).unwrap_or_default(),
+            "{refusal}");
+        let Target::Secret { sink, restarter, events } = &self.target else {
+            return PassError::Blocked(Box::new(refusal));
+        };
+        if !self.config.dry_run {
+            let r = secret_ref(sink, current);
+            events.warning(&r, "RotationBlocked", "Sync", refusal.decision.message()).await;
+        }
+        // The cacerts as it is may still owe restarts (a pass that failed after its write): complete them, as an
+        // unchanged pass would.
+        let roots = current.map(|s| material_of(s).root_cert.clone()).unwrap_or_default();
+        if let (Some(restarter), Ok(fp)) = (restarter, bundle::root_fingerprint(&roots)) {
+            let baseline = Baseline::Existing(Some(fp.to_string()));
+            let observed =
+                Observed { deployments: known.deployments.clone(), istiod_roots: known.istiod_roots.clone() };
+            if let Err(error) =
+                restarter.reconcile(fp.as_str(), &roots, &baseline, observed, self.config.dry_run).await
+            {
+                tracing::warn!(error = %crate::error::chain(&error), "failed to complete the istiod restarts owed for cacerts as it is");
+            }
+        }
+        PassError::Blocked(Box::new(refusal))
     }
 
     /// Validates, and while the result looks like a half-finished rotation, re-reads with backoff for up to
@@ -426,6 +515,12 @@ impl Syncer {
                 .await;
         }
     }
+}
+
+fn rules(decision: &crate::rotation::GateDecision) -> String {
+    let mut rules: Vec<&str> = decision.blocks.iter().map(|b| b.rule.as_str()).collect();
+    rules.dedup();
+    rules.join(",")
 }
 
 fn versions_note(versions: Option<&Versions>) -> String {

@@ -374,3 +374,28 @@ fn jobs_command_line_and_config_env_parse_with_the_real_cli() {
         }
     }
 }
+
+#[test]
+fn jobs_config_env_per_cluster_example_resolves_to_this_clusters_secret_names() {
+    // The commented per-cluster block of config.env, switched on, must give the names the docs promise.
+    let text = std::fs::read_to_string(repo().join("jobs/config.env")).expect("failed to read jobs/config.env");
+    let flags: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# CACERTS_SYNC_"))
+        .map(|l| {
+            let (key, value) = l.split_once('=').expect("KEY=VALUE line");
+            format!("--{}={value}", key.to_lowercase().replace('_', "-"))
+        })
+        .collect();
+    assert!(flags.iter().any(|f| f.starts_with("--cluster-name=")), "{flags:?}");
+    let argv =
+        ["cacerts-sync", "sync", "--vault-url=https://kv.vault.azure.net"].map(String::from).into_iter().chain(flags);
+    let cli = Cli::try_parse_from(argv).expect("the per-cluster settings parse");
+    let cacerts_sync::cli::Command::Sync(args) = cli.command else { panic!("sync") };
+    let config = cacerts_sync::config::SyncConfig::from_args(&args).expect("the per-cluster settings are valid");
+    let cacerts_sync::config::SourceSpec::Vault(vault) = config.source else { panic!("a vault source") };
+    assert_eq!(vault.names.ca_cert, "ca-cert-eastus");
+    assert_eq!(vault.names.ca_key, "ca-key-eastus");
+    assert_eq!(vault.names.cert_chain, "cert-chain-eastus");
+    assert_eq!(vault.names.root_cert, "root-cert");
+}

@@ -24,6 +24,10 @@ pub async fn main(cli: Cli) -> u8 {
             Ok(config) => once::inspect(config).await,
             Err(e) => usage(e),
         },
+        Command::Status(args) => match crate::config::StatusConfig::from_args(&args) {
+            Ok(config) => crate::status::run(config).await,
+            Err(e) => usage(e),
+        },
         Command::Watch(args) => match crate::config::WatchConfig::from_args(&args) {
             Ok(config) => watch::run(config).await,
             Err(e) => usage(e),

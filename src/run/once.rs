@@ -136,7 +136,7 @@ async fn check_root_inner(config: &CheckRootConfig) -> Result<(Restarter, Vec<u8
     })?;
     let restarter = Restarter::new(client, config.restart.clone(), Some(events));
     // The Secret is not written here, so what it holds now is also what istiod saw before: first contact records.
-    let roots = material_of(&secret).root_cert;
+    let roots = material_of(&secret).root_cert.clone();
     let baseline = Baseline::Existing(Some(fingerprint.to_string()));
     let outcome = restarter.reconcile(fingerprint.as_str(), &roots, &baseline, Observed::default(), false).await?;
     tracing::info!(

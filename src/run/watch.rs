@@ -427,6 +427,7 @@ impl Daemon {
         match result {
             Ok(report) => {
                 self.failures = 0;
+                self.metrics.rotation_gates(None);
                 let result = if report.action.wrote() { "changed" } else { "unchanged" };
                 let restarted = report.restart.as_ref().map(|r| r.restarted.clone()).unwrap_or_default();
                 self.metrics.pass_finished(result, seconds);
@@ -446,6 +447,7 @@ impl Daemon {
                 );
                 wait
             }
+            Err(error) if error.blocked().is_some() => self.blocked(&error, seconds),
             Err(error) => {
                 if error.is_fenced() {
                     tracing::warn!(error = %chain(&error), "write skipped: this replica may no longer lead");
@@ -466,6 +468,30 @@ impl Daemon {
                 wait
             }
         }
+    }
+
+    /// A pass the time gates refused: not a failure (no backoff; `cacerts` holds good material), re-evaluated at
+    /// the next pass, which comes at the unblock time if that is sooner.
+    fn blocked(&mut self, error: &crate::sync::PassError, seconds: f64) -> Duration {
+        let decision = error.blocked().expect("a refused pass");
+        self.failures = 0;
+        self.metrics.pass_finished("blocked", seconds);
+        self.metrics.rotation_gates(Some(decision));
+        self.health.set_ready();
+        let mut wait = self.timing.after_success();
+        if let Some(at) = decision.unblock_at() {
+            let now = jiff::Timestamp::now();
+            let until = if at > now { now.duration_until(at).unsigned_abs() } else { Duration::ZERO };
+            // One second late rather than early: the gate opens at `at`, not before.
+            wait = wait.min(until + Duration::from_secs(1)).max(schedule::MIN_WAIT);
+        }
+        tracing::warn!(
+            source = %self.source,
+            result = "blocked",
+            next_in = %humantime::format_duration(round(wait)),
+            "pass refused a rotation step (cacerts keeps its material): {}", chain(error)
+        );
+        wait
     }
 
     fn remember(&mut self, written: WrittenMaterial) {

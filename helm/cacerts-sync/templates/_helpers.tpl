@@ -105,6 +105,13 @@ Rendering fails fast instead of installing a workload that would exit 2 on every
 {{- fail "set either vaultUrl or sourceDir, not both" }}
 {{- end }}
 {{- end }}
+{{- if not $v.clusterName }}
+{{- range $key := list "rootCertName" "caCertName" "caKeyName" "certChainName" }}
+{{- if contains "{cluster}" (toString (get $v $key)) }}
+{{- fail (printf "%s %q uses {cluster}: set clusterName to this cluster's name (e.g. --set clusterName=eastus)" $key (get $v $key)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and $v.istiodSelector $v.istiodDeployments }}
 {{- fail "set either istiodSelector or istiodDeployments, not both" }}
 {{- end }}
@@ -140,6 +147,9 @@ to that subcommand (see the CLI contract).
 - {{ printf "--vault-url=%s" $v.vaultUrl | quote }}
 {{- else }}
 - {{ printf "--source=dir:%s" $v.sourceDir | quote }}
+{{- end }}
+{{- with $v.clusterName }}
+- {{ printf "--cluster-name=%s" . | quote }}
 {{- end }}
 - {{ printf "--root-cert-name=%s" $v.rootCertName | quote }}
 - {{ printf "--ca-cert-name=%s" $v.caCertName | quote }}

@@ -1,0 +1,171 @@
+//! The gates, the history and the phases at fixed times, on hand-made facts (no certificates needed).
+
+use std::time::Duration;
+
+use super::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn t(s: &str) -> jiff::Timestamp {
+    s.parse().expect("valid timestamp")
+}
+
+fn cert(name: &str) -> CertFact {
+    CertFact { subject: format!("CN={name}"), fingerprint: format!("fp-{name}"), not_after: t("2036-01-01T00:00:00Z") }
+}
+
+/// A plug-in CA: `roots` in order, `inter` anchored by `anchor`.
+fn ca(roots: &[&str], inter: &str, anchor: &str) -> CaFacts {
+    CaFacts {
+        roots: roots.iter().map(|r| cert(r)).collect(),
+        intermediate: Some(cert(inter)),
+        anchor: roots.iter().position(|r| *r == anchor),
+    }
+}
+
+fn opts() -> RotationOptions {
+    RotationOptions { trust_propagation: 24 * HOUR, ..Default::default() }
+}
+
+/// Applies a change the gates allowed, returning the history written with it.
+fn write(current: Option<(&CaFacts, Option<&History>)>, next: &CaFacts, now: &str) -> History {
+    let d = evaluate(current.map(|c| c.0), current.and_then(|c| c.1), next, t(now), &opts());
+    assert!(d.allowed(), "expected the change to be allowed at {now}: {}", d.message());
+    d.history
+}
+
+#[test]
+fn a_first_install_is_never_blocked_and_its_roots_count_as_propagated() {
+    let next = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &next, "2026-12-01T08:00:00Z");
+    assert_eq!(h.roots, vec![RootRecord { fingerprint: "fp-Root A".into(), since: None }]);
+    assert_eq!(h.intermediates.len(), 1);
+    assert_eq!(h.intermediates[0].since, Some(t("2026-12-01T08:00:00Z")));
+    assert_eq!(h.intermediates[0].anchor, "fp-Root A");
+    // Round trip through the annotation.
+    assert_eq!(History::parse(Some(&h.to_annotation())), Some(h));
+}
+
+#[test]
+fn the_one_step_swap_is_refused_by_both_rules() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    let b = ca(&["Root B"], "B1", "Root B");
+    let d = evaluate(Some(&a), Some(&h), &b, t("2026-12-10T08:00:00Z"), &opts());
+    assert!(d.blocked_by(Rule::RootNotPropagated) && d.blocked_by(Rule::RootStillAnchoring), "{:?}", d.blocks);
+    assert_eq!(d.unblock_at(), None, "waiting alone never makes the swap safe");
+    let msg = d.message();
+    assert!(msg.contains("add CN=Root B to root-cert first"), "{msg}");
+    assert!(msg.contains("dropping root CN=Root A is not safe before the intermediate has been switched"), "{msg}");
+}
+
+#[test]
+fn adding_a_root_is_never_blocked_and_is_timed() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, Some(&h))), &ab, "2026-12-03T08:00:00Z");
+    assert_eq!(h.root("fp-Root A").unwrap().since, None);
+    assert_eq!(h.root("fp-Root B").unwrap().since, Some(t("2026-12-03T08:00:00Z")));
+}
+
+#[test]
+fn switching_the_intermediate_waits_for_the_new_root_to_propagate() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, Some(&h))), &ab, "2026-12-03T08:00:00Z");
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    let d = evaluate(Some(&ab), Some(&h), &ab1, t("2026-12-03T09:00:00Z"), &opts());
+    assert_eq!(d.blocks.len(), 1);
+    assert_eq!(d.blocks[0].rule, Rule::RootNotPropagated);
+    assert_eq!(d.unblock_at(), Some(t("2026-12-04T08:00:00Z")));
+    assert!(
+        d.message().contains("making intermediate CN=B1 live is safe after 2026-12-04T08:00:00Z"),
+        "{}",
+        d.message()
+    );
+    // One second before: still refused; at the time: allowed.
+    assert!(!evaluate(Some(&ab), Some(&h), &ab1, t("2026-12-04T07:59:59Z"), &opts()).allowed());
+    let h2 = write(Some((&ab, Some(&h))), &ab1, "2026-12-04T08:00:00Z");
+    let a1 = h2.intermediates.iter().find(|i| i.fingerprint == "fp-A1").unwrap();
+    assert_eq!(a1.until, Some(t("2026-12-04T08:00:00Z")));
+    let b1 = h2.intermediates.iter().find(|i| i.fingerprint == "fp-B1").unwrap();
+    assert_eq!((b1.since, b1.until, b1.anchor.as_str()), (Some(t("2026-12-04T08:00:00Z")), None, "fp-Root B"));
+}
+
+#[test]
+fn dropping_the_old_root_waits_for_the_old_intermediates_certificates() {
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    // Adopted without history: both roots count as propagated, so the switch goes through at once.
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    let h = write(Some((&ab, None)), &ab1, "2026-12-04T08:00:00Z");
+    let b = ca(&["Root B"], "B1", "Root B");
+    let d = evaluate(Some(&ab1), Some(&h), &b, t("2026-12-04T10:00:00Z"), &opts());
+    assert_eq!(d.blocks.len(), 1, "{:?}", d.blocks);
+    assert_eq!(
+        d.message(),
+        "dropping root CN=Root A is safe after 2026-12-05T08:00:00Z: certificates from intermediate CN=A1 may be valid until then"
+    );
+    assert_eq!(d.unblock_at(), Some(t("2026-12-05T08:00:00Z")));
+    let h = write(Some((&ab1, Some(&h))), &b, "2026-12-05T08:00:00Z");
+    assert_eq!(h.roots.len(), 1, "the dropped root leaves the history");
+    assert_eq!(h.intermediates.len(), 1, "its intermediate too: {:?}", h.intermediates);
+}
+
+#[test]
+fn dropping_the_root_of_the_live_intermediate_needs_the_switch_first() {
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let b_only_a1 = ca(&["Root B"], "B1", "Root B");
+    let d = evaluate(Some(&ab), None, &b_only_a1, t("2026-12-04T08:00:00Z"), &opts());
+    assert!(d.blocked_by(Rule::RootStillAnchoring));
+    assert!(!d.blocked_by(Rule::RootNotPropagated), "B counts as propagated without history");
+    assert_eq!(d.blocks[0].safe(), SafeAfter::Step(StepKind::SwitchIntermediate));
+}
+
+#[test]
+fn an_intermediate_rotation_under_the_same_root_is_never_blocked() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    // Even straight after a root was added under which nothing is live yet.
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, Some(&h))), &ab, "2026-12-01T09:00:00Z");
+    let ab2 = ca(&["Root A", "Root B"], "A2", "Root A");
+    let h = write(Some((&ab, Some(&h))), &ab2, "2026-12-01T09:00:01Z");
+    // A1 is retired, but dropping B (which anchored nothing) is fine.
+    write(Some((&ab2, Some(&h))), &ca(&["Root A"], "A2", "Root A"), "2026-12-01T09:00:02Z");
+}
+
+#[test]
+fn unreadable_or_foreign_history_counts_as_none() {
+    assert_eq!(History::parse(Some("not json")), None);
+    assert_eq!(History::parse(Some(r#"{"v":2,"began":"2026-12-01T08:00:00Z","roots":[],"intermediates":[]}"#)), None);
+    assert_eq!(History::parse(None), None);
+}
+
+#[test]
+fn retired_intermediates_are_pruned_and_bounded() {
+    let mut cur = ca(&["Root A"], "I0", "Root A");
+    let mut h = write(None, &cur, "2026-12-01T00:00:00Z");
+    for n in 1..=12 {
+        let next = ca(&["Root A"], &format!("I{n}"), "Root A");
+        h = write(Some((&cur, Some(&h))), &next, &format!("2026-12-01T{n:02}:00:00Z"));
+        cur = next;
+    }
+    assert!(h.intermediates.len() <= history::MAX_INTERMEDIATES);
+    assert!(h.live(&cur).is_some(), "the live one is never pruned");
+    // Two days later every retired record is past trust propagation and goes with the next write.
+    let next = ca(&["Root A"], "I13", "Root A");
+    let h = write(Some((&cur, Some(&h))), &next, "2026-12-03T13:00:00Z");
+    assert_eq!(h.intermediates.iter().filter(|i| i.until.is_some()).count(), 1, "{:?}", h.intermediates);
+}
+
+#[test]
+fn a_root_someone_else_added_counts_as_propagated() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    // cacerts now holds A+B (a hand edit); the history only knows A.
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    write(Some((&ab, Some(&h))), &ab1, "2026-12-01T08:00:01Z");
+}

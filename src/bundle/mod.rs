@@ -96,6 +96,8 @@ mod validate;
 mod testpki;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_istiod;
 
 use std::fmt;
 

@@ -250,17 +250,17 @@ pub fn root_fingerprint(root_cert_pem: &[u8]) -> Result<Fingerprint, ParseError>
 pub fn parse_certificates(role: SecretRole, pem: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
     let blocks = pem::scan(role, pem)?;
     let mut out = Vec::with_capacity(blocks.len());
-    for (index, block) in blocks.into_iter().enumerate() {
+    for (index, mut block) in blocks.into_iter().enumerate() {
         if block.label != "CERTIFICATE" {
             return Err(ParseError::WrongBlockType {
                 secret: role,
                 block: index,
-                found: block.label,
+                found: std::mem::take(&mut block.label),
                 expected: "CERTIFICATE",
             });
         }
         check_certificate_der(role, index, &block.der)?;
-        out.push(block.der);
+        out.push(std::mem::take(&mut block.der));
     }
     Ok(out)
 }

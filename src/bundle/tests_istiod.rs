@@ -154,3 +154,25 @@ fn a_permanent_finding_makes_the_verdict_invalid_even_when_the_upload_also_looks
     let codes = error_codes(&report);
     assert!(codes.contains(&FindingCode::ChainMismatch) && codes.contains(&FindingCode::UnhandledCriticalExtension));
 }
+
+#[test]
+fn inspect_says_what_istiod_uses_and_the_chain_it_builds() {
+    let pki = Pki::new();
+    let mut raw = pki.material();
+    raw.ca_cert = raw.cert_chain.clone();
+    let report = validate(&raw, &opts(), None);
+    let text = crate::inspect::render_text(&report);
+    assert!(text.contains("istiod uses: ca-cert PEM block 1 and ca-key PEM block 1"), "{text}");
+    assert!(
+        text.contains("[istiod-chain] istiod's start-up check builds the chain ca-cert PEM block 1 (\"CN=Test Intermediate,O=cacerts-sync tests\") -> root-cert PEM block 1 (\"CN=Test Root,O=cacerts-sync tests\")"),
+        "{text}"
+    );
+    assert!(text.contains("[ignored-blocks] ca-cert holds 2 certificates"), "{text}");
+    assert!(!text.contains("it builds no chain"), "{text}");
+
+    raw.root_cert = Spec::ca("Other Root").issue(None).pem().as_bytes().to_vec();
+    let report = validate(&raw, &opts(), None);
+    let text = crate::inspect::render_text(&report);
+    assert!(text.contains("it builds no chain: istiod would refuse this material"), "{text}");
+    assert!(!text.contains("[istiod-chain]"), "{text}");
+}

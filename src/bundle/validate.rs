@@ -109,7 +109,11 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
                         check_eku_client_auth(&mut cx, c);
                     }
                 }
-                Err(e) => {
+                Err(mut e) => {
+                    // cert-chain usually ends with a copy of the root: name the root-cert entry then.
+                    if let Some(root) = roots.iter().find(|r| r.der == e.cert.der) {
+                        e.cert = root;
+                    }
                     refused = Some(e.cert.der);
                     let cause = e.cause.map(|text| format!(" (on the way: {text})")).unwrap_or_default();
                     cx.about(

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::bundle::{Report, SecretRole, Severity};
+use crate::bundle::{FindingCode, Report, SecretRole, Severity};
 
 /// The report as text lines, ending with a `verdict:` line.
 pub fn render_text(report: &Report) -> String {
@@ -47,6 +47,7 @@ pub fn render_text(report: &Report) -> String {
         None => "none".to_owned(),
     };
     let _ = writeln!(out, "roots: {}, anchor of ca-cert: {anchor}", report.root_count);
+    let _ = writeln!(out, "{}", istiod_uses(report));
     for f in &report.findings {
         let _ = writeln!(out, "{f}");
     }
@@ -58,6 +59,17 @@ pub fn render_text(report: &Report) -> String {
         count(Severity::Error),
         count(Severity::Warning)
     );
+    out
+}
+
+/// What istiod's start-up check reads; the chain it builds is the `istiod-chain` finding.
+fn istiod_uses(report: &Report) -> String {
+    let mut out = String::from(
+        "istiod uses: ca-cert PEM block 1 and ca-key PEM block 1 (later blocks are ignored), root-cert as its trust pool and cert-chain as its intermediate pool",
+    );
+    if !report.findings.iter().any(|f| f.code == FindingCode::IstiodChain) {
+        out.push_str("; it builds no chain: istiod would refuse this material (see the errors)");
+    }
     out
 }
 

@@ -57,6 +57,33 @@ const CORPUS_STRICTER: &[&str] = &[
     "mid-pathlen-0-with-intermediate",
 ];
 
+/// Corpus cases whose refusal must carry this verdict and rule, about this secret: permanent findings are
+/// invalid at once, only a half-finished upload is torn, and the finding names the right certificate.
+const CORPUS_REFUSALS: &[(&str, Verdict, FindingCode, SecretRole)] = &[
+    ("intermediate-signed-sha1-rsa", Verdict::Invalid, FindingCode::InsecureSignature, SecretRole::CaCert),
+    ("intermediate-signed-ecdsa-sha1", Verdict::Invalid, FindingCode::InsecureSignature, SecretRole::CaCert),
+    (
+        "intermediate-unknown-critical-extension",
+        Verdict::Invalid,
+        FindingCode::UnhandledCriticalExtension,
+        SecretRole::CaCert,
+    ),
+    ("intermediate-critical-skid", Verdict::Invalid, FindingCode::GoParseError, SecretRole::CaCert),
+    ("root-name-constraints-exclude-uri-san", Verdict::Invalid, FindingCode::NameConstraints, SecretRole::RootCert),
+    ("pkcs8-under-ec-private-key-label", Verdict::Invalid, FindingCode::InvalidKey, SecretRole::CaKey),
+    ("sec1-explicit-curve-parameters", Verdict::Invalid, FindingCode::InvalidKey, SecretRole::CaKey),
+    ("encrypted-pkcs8-key", Verdict::Invalid, FindingCode::EncryptedKey, SecretRole::CaKey),
+    ("intermediate-eku-client-auth-only", Verdict::Invalid, FindingCode::EkuRestricts, SecretRole::CaCert),
+    ("root-pathlen-0-with-two-levels", Verdict::Invalid, FindingCode::PathLenExceeded, SecretRole::RootCert),
+    ("expired-root", Verdict::Invalid, FindingCode::Expired, SecretRole::RootCert),
+    ("not-yet-valid-intermediate", Verdict::Invalid, FindingCode::NotYetValid, SecretRole::CaCert),
+    ("root-without-key-cert-sign", Verdict::Invalid, FindingCode::NoKeyCertSign, SecretRole::RootCert),
+    // Go names root A's copy at the end of cert-chain: it has no authority in the B-only bundle.
+    ("rotation-phase-b-only", Verdict::Torn, FindingCode::NotAnchored, SecretRole::CertChain),
+    ("issuer-printablestring-root-utf8", Verdict::Torn, FindingCode::NotAnchored, SecretRole::CaCert),
+    ("key-of-another-intermediate", Verdict::Torn, FindingCode::KeyMismatch, SecretRole::CaKey),
+];
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -175,6 +202,21 @@ fn the_named_corpus_agrees_with_istiods_check() {
         }
     }
     println!("corpus: {} cases, istiod accepts {accepted}, refuses {refused}", dirs.len());
+    for (name, verdict, code, secret) in CORPUS_REFUSALS {
+        let dir = dirs.iter().find(|d| d.ends_with(name)).unwrap_or_else(|| panic!("corpus case {name}"));
+        let report = bundle::validate(&read(dir), &ValidationOptions::default(), None);
+        let f = report.errors().find(|f| f.code == *code && f.secret == Some(*secret));
+        if report.verdict != *verdict || f.is_none() {
+            failures.push(format!(
+                "{name}: want {verdict} with {code} on {secret}, got {} {:?}",
+                report.verdict, report.findings
+            ));
+        } else if let Some(f) = f
+            && !(f.message.starts_with(secret.name()) && f.message.contains("PEM block"))
+        {
+            failures.push(format!("{name}: the message does not name the secret and block: {}", f.message));
+        }
+    }
     assert!(failures.is_empty(), "disagreements with istiod:\n{}", failures.join("\n"));
     // Both directions are exercised, and the stricter cases are exactly the documented ones.
     assert!(accepted >= 15 && refused >= 15, "accepted {accepted}, refused {refused}");

@@ -135,7 +135,8 @@ impl<'c, 'a> Builder<'c, 'a> {
         let child = *chain.last().expect("chain starts with the leaf");
         let mut chains = Vec::new();
         let mut err: Option<GoError<'c, 'a>> = None;
-        let mut hint: Option<(String, FindingCode, &'c Cert<'a>)> = None;
+        // (Go's text, rule, candidate Go names, certificate the problem is about).
+        let mut hint: Option<(String, FindingCode, &'c Cert<'a>, &'c Cert<'a>)> = None;
         let candidates: Vec<(Kind, &'c Cert<'a>)> = Self::parents(&self.roots, child)
             .into_iter()
             .map(|c| (Kind::Root, c))
@@ -164,13 +165,15 @@ impl<'c, 'a> Builder<'c, 'a> {
                     // Same name, other key: what a half-uploaded re-keyed root looks like.
                     SigError::Mismatch(_) => FindingCode::NotAnchored,
                 };
-                self.note(cand, &e.to_string(), code);
-                hint.get_or_insert((e.to_string(), code, cand));
+                // A refused signature algorithm is the child's; a parent that may not sign is the parent's.
+                let about = if matches!(e, SigError::Insecure(_) | SigError::Unsupported) { child } else { cand };
+                self.note(about, &e.to_string(), code);
+                hint.get_or_insert((e.to_string(), code, cand, about));
                 continue;
             }
             if let Err((text, code)) = is_valid(cand, kind, &chain, self.now) {
                 self.note(cand, &text, code);
-                hint.get_or_insert((text.clone(), code, cand));
+                hint.get_or_insert((text.clone(), code, cand, cand));
                 // Go assigns isValid's error to buildChains' own result.
                 err = Some(GoError { cert: cand, text, code, cause: None });
                 continue;
@@ -192,8 +195,8 @@ impl<'c, 'a> Builder<'c, 'a> {
             return Ok(chains);
         }
         Err(err.unwrap_or_else(|| match hint {
-            Some((text, code, cand)) => GoError {
-                cert: cand,
+            Some((text, code, cand, about)) => GoError {
+                cert: about,
                 text: format!(
                     "x509: certificate signed by unknown authority (possibly because of {text:?} while trying to verify candidate authority certificate {:?})",
                     cand.go_hint_name()

@@ -183,6 +183,8 @@ pub enum FindingCode {
     GoParseError,
     /// Blocks istiod ignores: `ca-cert` or `ca-key` blocks after the first.
     IgnoredBlocks,
+    /// The chain istiod's start-up check builds, `ca-cert` up to the root (info).
+    IstiodChain,
 }
 
 impl FindingCode {
@@ -236,6 +238,7 @@ impl FindingCode {
             FindingCode::NameConstraints => "name-constraints",
             FindingCode::GoParseError => "go-parse-error",
             FindingCode::IgnoredBlocks => "ignored-blocks",
+            FindingCode::IstiodChain => "istiod-chain",
         }
     }
 }

@@ -12,8 +12,8 @@
 //! | role | Key Vault name | `cacerts` key | content |
 //! | --- | --- | --- | --- |
 //! | [`SecretRole::RootCert`] | `root-cert` | `root-cert.pem` | one or more CA certificates (the trust bundle) |
-//! | [`SecretRole::CaCert`] | `ca-cert` | `ca-cert.pem` | exactly one CA certificate: the intermediate istiod signs with |
-//! | [`SecretRole::CaKey`] | `ca-key` | `ca-key.pem` | exactly one private key: PKCS#1, PKCS#8 or SEC1; RSA 2048–8192, ECDSA P-256/P-384 |
+//! | [`SecretRole::CaCert`] | `ca-cert` | `ca-cert.pem` | the intermediate istiod signs with (istiod reads the first block) |
+//! | [`SecretRole::CaKey`] | `ca-key` | `ca-key.pem` | its private key (first block): PKCS#1, PKCS#8 or SEC1; RSA 2048–8192, ECDSA P-256/P-384/P-521 |
 //! | [`SecretRole::CertChain`] | `cert-chain` | `cert-chain.pem` | `ca-cert`, further intermediates, optionally the root |
 //!
 //! # Parsing
@@ -22,9 +22,10 @@
 //! uses: Go silently skips a block it cannot decode (and a `BEGIN` line that does not start a
 //! line), so a value Go half-reads is refused here rather than deployed. Each value is limited
 //! to [`MAX_SECRET_BYTES`] and must be UTF-8; DER is refused with a hint to convert it.
-//! Certificate secrets accept only `CERTIFICATE` blocks, `ca-key` only one private-key block
-//! (encrypted keys and `EC PARAMETERS` blocks are refused, since istiod reads the first block
-//! only). Every [`ParseError`] names the secret and the PEM block.
+//! Certificate secrets accept only `CERTIFICATE` blocks. istiod reads the first block of `ca-cert` and
+//! of `ca-key` (later blocks are reported as ignored); the key's label decides its parser, as in istiod
+//! (encrypted keys and a leading `EC PARAMETERS` block are refused). Every [`ParseError`] names the
+//! secret and the PEM block.
 //!
 //! Indices: struct fields ([`Finding::block`], [`CertInfo::index`], [`Report::anchor`]) are
 //! 0-based positions in the secret's PEM blocks; human-readable messages count blocks from 1
@@ -36,20 +37,25 @@
 //! four-object update ([`Verdict::Torn`]: the caller may re-read and wait) or is simply broken
 //! ([`Verdict::Invalid`]). Warnings and info never block.
 //!
+//! The first layer is **istiod's own start-up check**, rebuilt from Go's crypto/x509 ([`chain`],
+//! [`signature`], [`names`], [`key`]) and proven equal to it by `tests/differential.rs`; its errors carry
+//! Go's text ("istiod would refuse this: x509: ..."). The second layer is **stricter by design**: material
+//! istiod starts with but that breaks workloads or rotation. `docs/validation.md` has the full table.
+//!
 //! | code | severity | class | rule |
 //! | --- | --- | --- | --- |
-//! | parse codes (`empty`, `oversized`, `not-utf8`, `not-pem`, `malformed-pem`, `wrong-block-type`, `extra-block`, `invalid-certificate`, `invalid-key`, `encrypted-key`, `unsupported-key`) | error | invalid | see *Parsing* |
-//! | `key-mismatch` | error | **torn** | `ca-key`'s public key is not `ca-cert`'s |
-//! | `chain-mismatch` | error | **torn** | `cert-chain`'s first certificate is not `ca-cert` |
-//! | `not-anchored` | error | **torn** | `ca-cert` does not verify, by signature, against any root, directly or through `cert-chain` |
-//! | `chain-not-anchored` | error | **torn** | `cert-chain` is self-consistent but ends neither at a root nor at a certificate signed by one |
-//! | `chain-broken` | error | invalid | a `cert-chain` certificate is not signed by the next one |
-//! | `not-ca` | error | invalid | `ca-cert`, a root or a chain issuer lacks basicConstraints CA:TRUE |
-//! | `not-v3` | error | invalid | `ca-cert` is not an X.509 v3 certificate |
-//! | `no-key-cert-sign` | error | invalid | a CA has keyUsage without keyCertSign |
-//! | `path-len-exceeded` | error | invalid | a CA's pathLenConstraint forbids the intermediates below it on the anchoring path |
-//! | `eku-restricts` | error | invalid | `ca-cert` or a chain issuer has extendedKeyUsage without serverAuth+clientAuth (istio/istio #27193) |
-//! | `expired`, `not-yet-valid` | error | invalid | any certificate outside its validity window at `now` |
+//! | parse codes (`empty`, `oversized`, `not-utf8`, `not-pem`, `malformed-pem`, `wrong-block-type`, `extra-block`, `invalid-certificate`, `invalid-key`, `encrypted-key`, `unsupported-key`) | error | invalid | see *Parsing*; `ca-key` by its label, as istiod parses it |
+//! | `key-mismatch` | error | **torn** | `ca-key`'s public key is not `ca-cert`'s (`tls.X509KeyPair`) |
+//! | `not-anchored` | error | **torn** | istiod: no issuer by name, or a same-name issuer with another key (`unknown authority`) |
+//! | `chain-mismatch` | error | **torn** | stricter: `cert-chain`'s first certificate is not `ca-cert` |
+//! | `chain-not-anchored` | error | **torn** | stricter: `cert-chain` ends neither at a root nor at a certificate signed by one |
+//! | `unhandled-critical-extension`, `insecure-signature`, `unsupported-algorithm`, `name-constraints`, `go-parse-error` | error | invalid | istiod: a critical extension Go does not handle, SHA-1/MD5, an algorithm Go lacks, a name outside a CA's constraints, a certificate Go's parser refuses |
+//! | `expired`, `not-yet-valid` | error | invalid | istiod: a certificate on the path outside its validity at `now` (a warning for certificates off the path) |
+//! | `not-ca`, `no-key-cert-sign` | error | invalid | istiod: an issuer on the path may not sign; stricter: `ca-cert` itself (warnings for unused roots) |
+//! | `path-len-exceeded` | error | invalid | istiod: pathLenConstraint; stricter: counting the workload certificate below `ca-cert` |
+//! | `eku-restricts` | error | invalid | istiod: an EKU without serverAuth on the path; stricter: without clientAuth (istio/istio #27193) |
+//! | `not-v3` | error | invalid | stricter: `ca-cert` is not X.509 v3 |
+//! | `chain-broken` | error | invalid | stricter: a `cert-chain` certificate is not signed by the next one |
 //! | `expiring-soon` | warning | — | any certificate expires within [`ValidationOptions::expiry_warning`] |
 //! | `root-not-self-signed` | warning | — | a `root-cert` entry is not self-signed (an intermediate in the trust bundle) |
 //! | `duplicate-root` | warning | — | the same certificate appears twice in `root-cert` |
@@ -57,6 +63,11 @@
 //! | `multiple-roots` | info | — | the bundle trusts several roots (needs `ISTIO_MULTIROOT_MESH`) |
 //! | `root-bundle-changed` | info | — | the roots differ from the deployed ones (istiod will be restarted) |
 //! | `deployed-unreadable` | info | — | the deployed material could not be parsed; rotation checks skipped |
+//! | `ignored-blocks` | info | — | `ca-cert` or `ca-key` holds blocks after the first, which istiod ignores |
+//! | `istiod-chain` | info | — | the chain istiod's check builds, `ca-cert` up to the root |
+//!
+//! A `not-anchored` refusal becomes invalid (with the rule of the failing candidate) when any issuer
+//! candidate on the way failed for a permanent reason.
 //!
 //! Why those four are torn: Key Vault has no transaction, so an operator's four
 //! `az keyvault secret set` calls are observed one by one. A new `ca-cert` with the old `ca-key`,
@@ -96,6 +107,8 @@ mod validate;
 mod testpki;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_istiod;
 
 use std::fmt;
 
@@ -260,17 +273,17 @@ pub fn root_fingerprint(root_cert_pem: &[u8]) -> Result<Fingerprint, ParseError>
 pub fn parse_certificates(role: SecretRole, pem: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
     let blocks = pem::scan(role, pem)?;
     let mut out = Vec::with_capacity(blocks.len());
-    for (index, block) in blocks.into_iter().enumerate() {
+    for (index, mut block) in blocks.into_iter().enumerate() {
         if block.label != "CERTIFICATE" {
             return Err(ParseError::WrongBlockType {
                 secret: role,
                 block: index,
-                found: block.label,
+                found: std::mem::take(&mut block.label),
                 expected: "CERTIFICATE",
             });
         }
         check_certificate_der(role, index, &block.der)?;
-        out.push(block.der);
+        out.push(std::mem::take(&mut block.der));
     }
     Ok(out)
 }

@@ -9,15 +9,22 @@
 //! reach a log through an error.
 
 use base64::Engine as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::{MAX_SECRET_BYTES, ParseError, SecretRole};
 
-/// One decoded PEM block.
+/// One decoded PEM block. Its bytes are zeroized when it is dropped: for `ca-key` they are the private key.
 pub(crate) struct Block {
     /// The label between `BEGIN ` and `-----`, e.g. `CERTIFICATE`.
     pub label: String,
     /// The decoded body.
     pub der: Vec<u8>,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        self.der.zeroize();
+    }
 }
 
 const BEGIN: &str = "-----BEGIN ";
@@ -47,7 +54,7 @@ pub(crate) fn scan(role: SecretRole, input: &[u8]) -> Result<Vec<Block>, ParseEr
 
     let mut blocks = Vec::new();
     // Inside a block: (label, first line number, base64 body, headers seen).
-    let mut open: Option<(String, usize, String, bool)> = None;
+    let mut open: Option<(String, usize, Zeroizing<String>, bool)> = None;
     for (n, raw_line) in text.split('\n').enumerate() {
         let line_no = n + 1;
         let line = raw_line.trim_end();
@@ -63,7 +70,7 @@ pub(crate) fn scan(role: SecretRole, input: &[u8]) -> Result<Vec<Block>, ParseEr
                             ),
                         )
                     })?;
-                    open = Some((label.to_owned(), line_no, String::new(), false));
+                    open = Some((label.to_owned(), line_no, Zeroizing::new(String::new()), false));
                 } else if line.trim_start().starts_with(BEGIN) {
                     return Err(malformed(
                         index,

@@ -51,6 +51,8 @@ pub(super) struct Spec {
     pub key_usages: Vec<KeyUsagePurpose>,
     pub ekus: Vec<ExtendedKeyUsagePurpose>,
     pub alg: &'static SignatureAlgorithm,
+    /// Adds an unknown extension marked critical (Go refuses it).
+    pub critical_unknown: bool,
 }
 
 impl Spec {
@@ -63,6 +65,7 @@ impl Spec {
             key_usages: vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
             ekus: Vec::new(),
             alg: &PKCS_ECDSA_P256_SHA256,
+            critical_unknown: false,
         }
     }
     pub fn valid(mut self, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Self {
@@ -84,6 +87,14 @@ impl Spec {
     }
     pub fn ekus(mut self, ekus: Vec<ExtendedKeyUsagePurpose>) -> Self {
         self.ekus = ekus;
+        self
+    }
+    pub fn critical_unknown(mut self) -> Self {
+        self.critical_unknown = true;
+        self
+    }
+    pub fn alg(mut self, alg: &'static SignatureAlgorithm) -> Self {
+        self.alg = alg;
         self
     }
     pub fn p384(mut self) -> Self {
@@ -115,6 +126,11 @@ impl Spec {
         params.is_ca = self.is_ca;
         params.key_usages = self.key_usages.clone();
         params.extended_key_usages = self.ekus.clone();
+        if self.critical_unknown {
+            let mut ext = rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![0x05, 0x00]);
+            ext.set_criticality(true);
+            params.custom_extensions.push(ext);
+        }
         let cert = match issuer {
             Some(ca) => params.signed_by(&key, &Issuer::from_params(&ca.params, &ca.key)),
             None => params.self_signed(&key),

@@ -814,7 +814,7 @@ fn openssl_intermediate_with_another_intermediates_key_is_torn() {
     let raw = RawMaterial { ca_key: fixture("rsa-pkcs8").ca_key, ..fixture("rsa-pkcs1") };
     let report = validate(&raw, &fixture_opts(), None);
     assert_eq!(report.verdict, Verdict::Torn, "{:#?}", report.findings);
-    assert_eq!(codes(&report), [FindingCode::KeyMismatch]);
+    assert_eq!(report.errors().map(|f| f.code).collect::<Vec<_>>(), [FindingCode::KeyMismatch]);
 }
 
 // ---------------------------------------------------------------------------------------------

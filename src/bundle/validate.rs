@@ -102,13 +102,18 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
                 Ok(path) => {
                     let top = path.last().expect("a chain is never empty").der;
                     anchor = roots.iter().position(|r| r.der == top);
+                    report_istiod_chain(&mut cx, &path, anchor.map(|i| &roots[i]));
                     check_workload_path_len(&mut cx, &path);
                     // cert-chain's certificates get this check in check_chain.
                     for c in path[1..].iter().filter(|c| c.info.role == SecretRole::RootCert) {
                         check_eku_client_auth(&mut cx, c);
                     }
                 }
-                Err(e) => {
+                Err(mut e) => {
+                    // cert-chain usually ends with a copy of the root: name the root-cert entry then.
+                    if let Some(root) = roots.iter().find(|r| r.der == e.cert.der) {
+                        e.cert = root;
+                    }
                     refused = Some(e.cert.der);
                     let cause = e.cause.map(|text| format!(" (on the way: {text})")).unwrap_or_default();
                     cx.about(
@@ -182,6 +187,21 @@ pub(super) fn run(raw: &RawMaterial, opts: &ValidationOptions, deployed: Option<
         root_count: roots.len(),
         anchor,
     }
+}
+
+/// The chain istiod's check builds, for `inspect`: "which intermediate and root will istiod use".
+fn report_istiod_chain(cx: &mut Ctx, path: &[&Cert<'_>], anchor: Option<&Cert<'_>>) {
+    let n = path.len();
+    // The root istiod trusts is the root-cert entry, even where cert-chain holds the same certificate.
+    let names: Vec<String> =
+        path.iter().enumerate().map(|(i, c)| if i + 1 == n { anchor.unwrap_or(c) } else { c }.describe()).collect();
+    cx.push(
+        Severity::Info,
+        FindingCode::IstiodChain,
+        Some(SecretRole::CaCert),
+        Some(0),
+        format!("istiod's start-up check builds the chain {}", names.join(" -> ")),
+    );
 }
 
 /// istiod reads one block of `ca-cert` and `ca-key`; say so when there are more.

@@ -345,3 +345,30 @@ impl Watch {
         assert!(status.success(), "watch exits 0 on SIGTERM: {}", self.logs());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pass_still_completes_the_restarts_owed_for_cacerts_as_it_is() {
+    let env = Env::start().await;
+    canary(&env);
+    let (a, b) = (env.pki.root_a(), env.pki.root_b());
+    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
+    upload(&env, &[&a], &a1);
+    assert_eq!(env.sync(&[]).await.code, 0);
+    assert_eq!(generations(&env), vec![2, 2]);
+    // Another writer puts A+B into cacerts; istiod still runs A (its recorded fingerprint says so).
+    let ab = env.pki.plugin_ca(&[&a, &b], &a1);
+    env.replace_root_in_secret(&ab.root_cert);
+    // The vault asks for the one-step swap: refused, but istiod is brought to the roots cacerts holds.
+    upload(&env, &[&b], &b1);
+    let rv = env.secret_rv();
+    let run = env.sync(&[]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(env.secret_rv(), rv, "cacerts untouched");
+    assert_eq!(generations(&env), vec![3, 3], "one rollout per revision, for A+B");
+    for (name, _) in REVISIONS {
+        assert_eq!(env.recorded_fingerprint(name).as_deref(), Some(common::fingerprint(&ab.root_cert).as_str()));
+    }
+    // Refused again: nothing more to restart.
+    assert_eq!(env.sync(&[]).await.code, 3);
+    assert_eq!(generations(&env), vec![3, 3]);
+}

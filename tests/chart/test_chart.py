@@ -340,6 +340,8 @@ ONE_FLAG = [
     ({"timeout": "5m"}, "cron", "--timeout=5m"),
     ({"consistencyTimeout": "2m"}, "cron", "--consistency-timeout=2m"),
     ({"expiryWarning": "60d"}, "cron", "--expiry-warning=60d"),
+    ({"trustPropagation": "48h"}, "watch", "--trust-propagation=48h"),
+    ({"allowUnsafeRotation": True}, "cron", "--allow-unsafe-rotation"),
     ({"targetNamespace": "aks-istio-system"}, "cron", "--namespace=aks-istio-system"),
     ({"secretName": "ca2"}, "cron", "--secret=ca2"),
     ({"adopt": False}, "watch", "--no-adopt"),

@@ -137,6 +137,32 @@ fn an_intermediate_rotation_under_the_same_root_is_never_blocked() {
 }
 
 #[test]
+fn zero_trust_propagation_turns_the_waiting_off_but_not_the_structural_rules() {
+    let zero = RotationOptions { trust_propagation: Duration::ZERO, ..Default::default() };
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&ca(&["Root A"], "A1", "Root A"), None)), &ab, "2026-12-01T08:00:00.5Z");
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    let now = t("2026-12-01T08:00:00.6Z");
+    assert!(!evaluate(Some(&ab), Some(&h), &ab1, now, &opts()).allowed());
+    let d = evaluate(Some(&ab), Some(&h), &ab1, now, &zero);
+    assert!(d.allowed(), "{}", d.message());
+    let b = ca(&["Root B"], "B1", "Root B");
+    let d = evaluate(Some(&ab1), Some(&d.history), &b, now, &zero);
+    assert!(d.allowed(), "{}", d.message());
+    // The one-step swap stays refused.
+    let d = evaluate(Some(&ca(&["Root A"], "A1", "Root A")), None, &b, now, &zero);
+    assert!(d.blocked_by(Rule::RootNotPropagated) && d.blocked_by(Rule::RootStillAnchoring));
+}
+
+#[test]
+fn recorded_times_are_rounded_up_so_no_gate_opens_early() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, None)), &ab, "2026-12-01T08:00:00.2Z");
+    assert_eq!(h.root("fp-Root B").unwrap().since, Some(t("2026-12-01T08:00:01Z")));
+}
+
+#[test]
 fn unreadable_or_foreign_history_counts_as_none() {
     assert_eq!(History::parse(Some("not json")), None);
     assert_eq!(History::parse(Some(r#"{"v":2,"began":"2026-12-01T08:00:00Z","roots":[],"intermediates":[]}"#)), None);

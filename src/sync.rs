@@ -255,13 +255,11 @@ impl Syncer {
                     let written =
                         sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
-                    if let (Some(risk), Some(r)) = (&unsafe_write, &regarding)
-                        && written.action.wrote()
-                    {
-                        let note = format!(
-                            "wrote a rotation step the time gates refuse (--allow-unsafe-rotation); workloads may fail mTLS with each other: {risk}"
-                        );
-                        events.warning(r, "UnsafeRotation", "Sync", note).await;
+                    if let Some(risk) = unsafe_write.as_ref().filter(|_| written.action.wrote()) {
+                        notes.push((
+                            "UnsafeRotation",
+                            format!("wrote a rotation step the time gates refuse (--allow-unsafe-rotation); workloads may fail mTLS with each other: {risk}"),
+                        ));
                     }
                     match &written.action {
                         WriteAction::Unchanged => {}
@@ -316,7 +314,11 @@ impl Syncer {
                 };
                 if let Some(r) = &regarding {
                     for (reason, note) in notes {
-                        events.normal(r, reason, "Sync", note).await;
+                        if reason == "UnsafeRotation" {
+                            events.warning(r, reason, "Sync", note).await;
+                        } else {
+                            events.normal(r, reason, "Sync", note).await;
+                        }
                     }
                 }
                 let restart = restart.transpose()?;

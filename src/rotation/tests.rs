@@ -254,6 +254,18 @@ mod assessment {
     }
 
     #[test]
+    fn a_missing_cacerts_is_unhealthy_with_an_unknown_phase() {
+        let mut v = view(testpki::Pki::new().material(), None, None, "x");
+        v.cacerts = None;
+        let st = assess(&v, testpki::now(), &opts());
+        assert!(!st.healthy);
+        assert!(st.problems[0].contains("does not exist"), "{:?}", st.problems);
+        assert_eq!(st.phase, Phase::Unknown);
+        assert!(st.next_step.is_none());
+        assert!(st.roots.is_empty());
+    }
+
+    #[test]
     fn a_new_root_propagates_until_its_time_and_then_the_switch_is_safe() {
         let (a, b) = (Spec::ca("Root A").issue(None), Spec::ca("Root B").issue(None));
         let a1 = Spec::ca("Intermediate A1").issue(Some(&a));

@@ -104,7 +104,7 @@ mod signature;
 mod validate;
 
 #[cfg(test)]
-mod testpki;
+pub(crate) mod testpki;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub enum SecretError {
     ForeignKeys { namespace: String, name: String, keys: String, remove: String },
     #[error("failed to update secret {namespace}/{name}: it kept changing under us ({attempts} conflicting writes)")]
     Conflicts { namespace: String, name: String, attempts: u32 },
+    #[error(
+        "did not update secret {namespace}/{name}: someone else changed its data while we wrote it; the next pass decides again on what it holds now"
+    )]
+    ChangedUnderUs { namespace: String, name: String },
 }
 
 impl Classify for SecretError {
@@ -48,7 +52,7 @@ impl Classify for SecretError {
             SecretError::Kube(e) => e.class(),
             SecretError::WrongType { .. } | SecretError::NotAdopted { .. } => FailureClass::Usage,
             SecretError::ForeignKeys { .. } => FailureClass::Invalid,
-            SecretError::Conflicts { .. } => FailureClass::Transient,
+            SecretError::Conflicts { .. } | SecretError::ChangedUnderUs { .. } => FailureClass::Transient,
         }
     }
 }
@@ -187,6 +191,8 @@ impl SecretSink {
         adopt: bool,
     ) -> Result<Written, SecretError> {
         let existed_at_start = current.is_some();
+        // What the caller decided on (the rotation gates, the restart baseline): its data, not its metadata.
+        let decided_on = current.as_ref().map(material_of);
         for attempt in 1..=MAX_CONFLICT_RETRIES {
             let result = match (self.plan(current.as_ref(), material, adopt)?, &current) {
                 (WriteAction::Unchanged, Some(existing)) if adopt && !is_managed(existing) => {
@@ -200,6 +206,13 @@ impl SecretSink {
                         secret: current,
                         existed: true,
                         labeled: false,
+                    });
+                }
+                // Another writer changed the data since the caller decided: its decision no longer holds.
+                _ if attempt > 1 && current.as_ref().map(material_of) != decided_on => {
+                    return Err(SecretError::ChangedUnderUs {
+                        namespace: self.namespace.clone(),
+                        name: self.name.clone(),
                     });
                 }
                 (action, Some(existing)) => self.patch(existing, material, annotations).await.map(|s| (action, s)),

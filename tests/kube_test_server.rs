@@ -842,3 +842,75 @@ async fn events_are_validated_like_the_apiserver_does() {
     ev.reporting_instance = Some("pod-a".into());
     events.create(&PostParams::default(), &ev).await.unwrap();
 }
+
+/// `metadata.generation` of a Deployment as kube-api-facts.md records it (measured on v1.32): +1 on every
+/// change to `spec` (scale, pod template), none for metadata-only changes, status writes or no-op patches.
+/// (Upstream's `deploymentStrategy.PrepareForUpdate` also bumps on `metadata.annotations` changes; that
+/// disagreement is reported to the lead rather than silently changed here, since every rollout assertion of
+/// the suite rests on this rule.)
+#[tokio::test]
+async fn deployment_generation_moves_by_one_per_spec_change_and_never_otherwise() {
+    let server = KubeTestServer::start().await;
+    server.set_auto_rollout(None);
+    server.create("deployments", "istio-system", istiod("istiod"));
+    let deployments: Api<Deployment> = Api::namespaced(admin_client(&server).await, "istio-system");
+    let generation = async || deployments.get("istiod").await.unwrap().metadata.generation.unwrap();
+    let merge = async |v: Value| {
+        deployments.patch("istiod", &PatchParams::default(), &Patch::Merge(v)).await.unwrap();
+    };
+    assert_eq!(generation().await, 1);
+    merge(json!({"spec": {"replicas": 3}})).await;
+    assert_eq!(generation().await, 2, "scale");
+    merge(json!({"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}})).await;
+    assert_eq!(generation().await, 3, "pod-template annotation");
+    merge(json!({"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}})).await;
+    assert_eq!(generation().await, 3, "the same value again changes nothing");
+    merge(json!({"metadata": {"labels": {"l": "x"}, "annotations": {"cacerts-sync.io/root-fingerprint": "none"}}}))
+        .await;
+    assert_eq!(generation().await, 3, "metadata only");
+    server.set_deployment_status("istio-system", "istiod", json!({"observedGeneration": 3}));
+    assert_eq!(generation().await, 3, "status");
+}
+
+#[tokio::test]
+async fn a_simulated_istiod_publishes_cacerts_roots_after_a_rollout_and_its_own_ca_without_cacerts() {
+    let server = KubeTestServer::start().await;
+    server.simulate_istiod_roots(true);
+    server.set_auto_rollout(Some(Duration::from_millis(50)));
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(admin_client(&server).await, "istio-system");
+    let published = async || {
+        configmaps.get_opt("istio-ca-root-cert").await.unwrap().and_then(|c| c.data?.get("root-cert.pem").cloned())
+    };
+    server.create("deployments", "istio-system", istiod("istiod"));
+    let mut self_signed = None;
+    for _ in 0..100 {
+        self_signed = published().await;
+        if self_signed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let self_signed = self_signed.expect("istiod without cacerts publishes its self-signed root");
+    assert!(self_signed.contains("BEGIN CERTIFICATE"));
+
+    let root = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    server.create(
+        "secrets",
+        "istio-system",
+        json!({"metadata": {"name": "cacerts"}, "stringData": {"root-cert.pem": root}}),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(published().await, Some(self_signed), "running pods never notice a new cacerts");
+    let deployments: Api<Deployment> = Api::namespaced(admin_client(&server).await, "istio-system");
+    deployments.restart("istiod").await.unwrap();
+    let mut now = None;
+    for _ in 0..100 {
+        now = published().await;
+        if now.as_deref() == Some(root) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(now.as_deref(), Some(root), "restarted pods publish cacerts' root-cert.pem");
+}

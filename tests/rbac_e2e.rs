@@ -53,11 +53,25 @@ async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
     assert!(!created.stderr.contains("failed to publish"), "events are allowed too: {}", created.stderr);
     assert_eq!(env.generation("istiod"), 2);
 
+    // --wait reads istio-ca-root-cert until istiod serves the new roots.
+    env.kube.simulate_istiod_roots(true);
     let b = env.pki.root_b();
     env.upload(&env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a)));
-    let updated = run_sync().await;
-    assert_eq!(updated.code, 0, "update + restart with the shipped Role: {}", updated.stderr);
+    let updated = env.sync_as(&kubeconfig, &["--wait", "--wait-timeout", "30s"]).await;
+    assert_eq!(updated.code, 0, "update + restart + wait with the shipped Role: {}", updated.stderr);
+    assert!(updated.stderr.contains("istiod serves the new roots"), "{}", updated.stderr);
     assert_eq!(env.generation("istiod"), 3);
+
+    // First contact reads istio-ca-root-cert too (check-root is covered by the same rules).
+    let mut d = env.deployment("istiod");
+    d["metadata"]["annotations"].as_object_mut().unwrap().remove("cacerts-sync.io/root-fingerprint");
+    env.kube.update("deployments", NS, d);
+    let first = run_sync().await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stderr.contains("istiod serves the roots in cacerts"), "{}", first.stderr);
+    assert_eq!(env.generation("istiod"), 3);
+    let refused: Vec<_> = env.kube.requests().into_iter().filter(|r| r.status == 403).map(|r| r.path).collect();
+    assert!(refused.is_empty(), "requests refused by the shipped Role: {refused:?}");
 
     // The Role is scoped to cacerts by name: another Secret in the namespace is out of reach.
     let other = env.sync_as(&kubeconfig, &["--secret", "other"]).await;

@@ -279,3 +279,25 @@ async fn wait_fails_when_istiod_never_publishes_the_new_roots() {
     assert!(run.stderr.contains("istio-ca-root-cert"), "{}", run.stderr);
     env.assert_secret_holds(&ca);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_root_waits_past_its_timeout_for_the_rollouts_and_the_new_roots() {
+    let env = Env::start().await;
+    env.kube.simulate_istiod_roots(true);
+    canary(&env);
+    let a = env.pki.root_a();
+    env.synced(&[&a]).await;
+    rolled_out(&env).await;
+    env.kube.set_auto_rollout(Some(Duration::from_secs(4)));
+    // Another writer puts root B next to A; check-root restarts both revisions and waits longer than --timeout.
+    let b = env.pki.root_b();
+    let bundle = format!("{}{}", a.cert_pem, b.cert_pem);
+    env.replace_root_in_secret(&bundle);
+    let before = generations(&env);
+    let run =
+        env.run_with("workload-identity", "check-root", &["--timeout", "2s", "--wait", "--wait-timeout", "60s"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(generations(&env), plus(&before, 1));
+    assert!(run.stderr.contains("istiod serves the new roots"), "{}", run.stderr);
+    assert_eq!(published_roots(&env).as_deref(), Some(bundle.as_str()));
+}

@@ -200,3 +200,41 @@ async fn renewals_timing_out_fence_every_write() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_roots_gauge_follows_istio_ca_root_cert_from_the_watch_cache() {
+    let env = Env::start().await;
+    env.kube.simulate_istiod_roots(true);
+    canary(&env);
+    let a = env.pki.root_a();
+    let ca_a = env.pki.plugin_ca(&[&a], &env.pki.default_intermediate(&a));
+    env.upload(&ca_a);
+    let d = watch(&env, "gauge", None, &["--interval", "1s"]);
+    let gauge = "cacerts_sync_istiod_serving_current_roots";
+    // cacerts created, istiod restarted, the new pods publish root A.
+    assert!(wait_until(Duration::from_secs(30), async || d.metric(gauge).await == Some(1.0)).await, "{}", d.logs());
+
+    // Unchanged passes read istio-ca-root-cert from the watch cache: no GET of it.
+    let reads = || {
+        env.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/configmaps") && !r.is_watch && r.method == "GET")
+            .count()
+    };
+    let before = reads();
+    let passes = async || d.metric("cacerts_sync_passes_total{result=\"unchanged\"}").await.unwrap_or(0.0);
+    let start = passes().await;
+    assert!(wait_until(Duration::from_secs(20), async || passes().await >= start + 2.0).await);
+    assert_eq!(reads(), before, "an unchanged pass read the ConfigMap");
+
+    // istiod (say, after someone rolled it back) serves another root: 0. The ConfigMap gone: unknown, absent.
+    let b = env.pki.root_b();
+    env.kube.set_istio_ca_root_cert(NS, &b.cert_pem);
+    assert!(wait_until(Duration::from_secs(10), async || d.metric(gauge).await == Some(0.0)).await, "{}", d.logs());
+    env.kube.delete("configmaps", NS, "istio-ca-root-cert");
+    let absent = async || d.metric(gauge).await.is_none() && d.metrics().await.contains("cacerts_sync_leader");
+    assert!(wait_until(Duration::from_secs(10), absent).await, "{}", d.metrics().await);
+    env.kube.set_istio_ca_root_cert(NS, &ca_a.root_cert);
+    assert!(wait_until(Duration::from_secs(10), async || d.metric(gauge).await == Some(1.0)).await);
+}

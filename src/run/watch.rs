@@ -304,7 +304,11 @@ impl Daemon {
                 heal_retry = None;
                 leader = false;
                 self.step_down_state();
+                self.metrics.set_leader(false);
                 if let Some(l) = leadership.take() {
+                    tracing::warn!(
+                        "stepped down after a refused write: releasing the lease and re-entering the election"
+                    );
                     // Releasing may fail as the renewals did; the Lease then expires by itself.
                     l.release(RELEASE_TIMEOUT).await;
                     leadership = match self.lease.clone() {

@@ -427,7 +427,65 @@ def test_cron_pods_have_no_ports_probes_or_lease_identity() -> None:
     assert set(env(objects(BASE))) == {"RUST_LOG"}
 
 
+def grace(values: dict[str, Any]) -> int:
+    return pod_spec(objects({**BASE, "mode": "watch", **values}))["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize(
+    "values,seconds",
+    [
+        ({}, 120 + 15),
+        ({"wait": True}, 120 + 300 + 15),
+        ({"timeout": "90s", "wait": True, "waitTimeout": "10m"}, 90 + 600 + 15),
+        ({"timeout": "1h30m"}, 5400 + 15),
+        ({"timeout": "2min", "wait": True, "waitTimeout": "1m 30s"}, 120 + 90 + 15),
+        # waitTimeout without wait: no waiting happens, so it adds nothing.
+        ({"waitTimeout": "10m"}, 120 + 15),
+        # No restart: nothing to wait for.
+        ({"wait": True, "restart": False}, 120 + 15),
+    ],
+    ids=["defaults", "wait", "wait-10m", "compound", "spelled-units", "timeout-without-wait", "no-restart"],
+)
+def test_watch_grace_period_covers_the_pass_timeout_plus_the_wait_timeout(values: dict[str, Any], seconds: int) -> None:
+    assert grace(values) == seconds
+
+
+def test_a_grace_period_set_by_hand_is_kept_when_it_covers_a_pass() -> None:
+    assert grace({"wait": True, "watch": {"terminationGracePeriodSeconds": 600}}) == 600
+    assert grace({"watch": {"terminationGracePeriodSeconds": 125}}) == 125
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"wait": True, "watch": {"terminationGracePeriodSeconds": 60}}, "watch.terminationGracePeriodSeconds=60 is shorter than a pass: timeout (120s) + waitTimeout (300s, when wait is on) + 5s to release the Lease = 425s"),
+        ({"watch": {"terminationGracePeriodSeconds": 124}}, "= 125s"),
+        ({"timeout": "2 fortnights"}, 'unknown unit "fortnights"'),
+        ({"wait": True, "waitTimeout": "5 moons"}, 'waitTimeout="5 moons": unknown unit "moons"'),
+    ],
+    ids=["wait-beyond-grace", "one-second-short", "unknown-unit", "unknown-unit-in-wait-timeout"],
+)
+def test_a_grace_period_shorter_than_a_pass_or_an_unreadable_duration_fails_the_render(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        objects({**BASE, "mode": "watch", **values})
+
+
+def test_cron_mode_sets_no_grace_period() -> None:
+    assert "terminationGracePeriodSeconds" not in pod_spec(objects({**BASE, "wait": True}))
+
+
 # ---------------------------------------------------------------------------------------------- rbac
+
+
+def test_istio_ca_root_cert_is_readable_by_name_and_watched_only_in_watch_mode() -> None:
+    assert verbs_for(objects(BASE), "", "configmaps") == [(("get",), ("istio-ca-root-cert",))]
+    assert verbs_for(objects({"checkRootOnly": True}), "", "configmaps") == [(("get",), ("istio-ca-root-cert",))]
+    assert verbs_for(objects({**BASE, "mode": "watch"}), "", "configmaps") == [
+        (("get", "list", "watch"), ("istio-ca-root-cert",))
+    ]
+    assert granted(objects({**BASE, "restart": False}), "", "configmaps") == set()
 
 
 def test_secret_access_is_limited_by_name_except_create() -> None:
@@ -510,14 +568,9 @@ def test_rbac_has_no_wildcards_and_no_cluster_scope(values_file: Path) -> None:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, [])
         assert set(rule["verbs"]) <= {"get", "list", "watch", "create", "update", "patch"}
-        assert set(rule["resources"]) <= {"secrets", "deployments", "events", "leases", "configmaps"}
-
-
-@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
-def test_configmaps_are_read_by_name_only_the_roots_istiod_serves(values_file: Path) -> None:
-    # `status` (and the restart checks) compare istio-ca-root-cert with cacerts: one get, by name.
-    objs = objects(render.load_values(values_file))
-    assert verbs_for(objs, "", "configmaps") == [(("get",), ("istio-ca-root-cert",))]
+        assert set(rule["resources"]) <= {"secrets", "deployments", "configmaps", "events", "leases"}
+        if "configmaps" in rule["resources"]:
+            assert rule["resourceNames"] == ["istio-ca-root-cert"], "configmaps only by name"
 
 
 def test_role_lives_in_the_istio_namespace_and_binds_the_release_service_account() -> None:

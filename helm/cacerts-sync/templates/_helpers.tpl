@@ -247,10 +247,8 @@ serviceAccountName: {{ include "cacerts-sync.serviceAccountName" $ }}
 # The tool reads and writes Kubernetes objects, so it needs its token.
 automountServiceAccountToken: {{ $v.automountServiceAccountToken }}
 restartPolicy: {{ .restartPolicy }}
-{{- with $v.watch.terminationGracePeriodSeconds }}
 {{- if eq $v.mode "watch" }}
-terminationGracePeriodSeconds: {{ . }}
-{{- end }}
+terminationGracePeriodSeconds: {{ include "cacerts-sync.terminationGracePeriodSeconds" $ }}
 {{- end }}
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
@@ -335,5 +333,54 @@ affinity:
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds in a humantime duration as the tool reads it ("2m", "90s", "1h30m", "5min"). Fails on units it
+does not know, so a typo cannot silently shorten the grace period. Call with (dict "name" "timeout" "value" "2m").
+*/}}
+{{- define "cacerts-sync.seconds" -}}
+{{- $in := .value }}
+{{- $total := 0 }}
+{{- $parts := regexFindAll "[0-9]+ *[a-zA-Z]*" $in -1 }}
+{{- if or (not $parts) (ne (regexReplaceAll "[0-9]+ *[a-zA-Z]*| " $in "") "") }}
+{{- fail (printf "%s=%q is not a duration cacerts-sync reads (e.g. 2m, 90s, 1h30m)" .name $in) }}
+{{- end }}
+{{- range $parts }}
+{{- $n := regexFind "^[0-9]+" . | atoi }}
+{{- $u := regexReplaceAll "^[0-9]+ *" . "" }}
+{{- if has $u (list "s" "sec" "secs" "second" "seconds") }}{{ $total = add $total $n }}
+{{- else if has $u (list "m" "min" "mins" "minute" "minutes") }}{{ $total = add $total (mul $n 60) }}
+{{- else if has $u (list "h" "hr" "hrs" "hour" "hours") }}{{ $total = add $total (mul $n 3600) }}
+{{- else if has $u (list "d" "day" "days") }}{{ $total = add $total (mul $n 86400) }}
+{{- else if has $u (list "ms" "msec") }}{{ $total = add $total (div (add $n 999) 1000) }}
+{{- else }}{{ fail (printf "%s=%q: unknown unit %q (use ms, s, m, h or d)" $.name $in $u) }}
+{{- end }}
+{{- end }}
+{{- $total -}}
+{{- end }}
+
+{{/*
+Watch mode's terminationGracePeriodSeconds. On SIGTERM the pod finishes the pass in flight, which may run
+for --timeout and then --wait for up to --wait-timeout, and then releases the Lease (up to 5 s): the grace
+period must cover all of it, or the kubelet kills istiod's restart half-way. Empty value: that sum plus 15 s.
+A value set by hand below the sum fails the render.
+*/}}
+{{- define "cacerts-sync.terminationGracePeriodSeconds" -}}
+{{- $v := .Values }}
+{{- $timeout := include "cacerts-sync.seconds" (dict "name" "timeout" "value" (default "2m" $v.timeout)) | atoi }}
+{{- $wait := 0 }}
+{{- if and $v.wait $v.restart }}
+{{- $wait = include "cacerts-sync.seconds" (dict "name" "waitTimeout" "value" (default "5m" $v.waitTimeout)) | atoi }}
+{{- end }}
+{{- $needed := add $timeout $wait 5 }}
+{{- $set := $v.watch.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $set }}
+{{- add $needed 10 }}
+{{- else if lt (int $set) $needed }}
+{{- fail (printf "watch.terminationGracePeriodSeconds=%d is shorter than a pass: timeout (%ds) + waitTimeout (%ds, when wait is on) + 5s to release the Lease = %ds; raise it or leave it empty to have it computed" (int $set) $timeout $wait $needed) }}
+{{- else }}
+{{- int $set }}
 {{- end }}
 {{- end }}

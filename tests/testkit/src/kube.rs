@@ -85,6 +85,11 @@
 //!   replicas, Available and Progressing conditions) for the new generation after a delay. The real controller
 //!   progresses through intermediate states; tests simulate those with
 //!   [`set_deployment_status`](KubeTestServer::set_deployment_status).
+//! - No istiod runs. [`simulate_istiod_roots`](KubeTestServer::simulate_istiod_roots) (off by default) stands
+//!   in for it: after each simulated rollout of an `app=istiod` Deployment, the "new pods" publish the roots
+//!   they loaded in the ConfigMap `istio-ca-root-cert` (`cacerts`' `root-cert.pem`, or a self-signed root
+//!   without `cacerts`); [`set_istio_ca_root_cert`](KubeTestServer::set_istio_ca_root_cert) writes it directly.
+//!   Only the istiod namespace's copy is written (istiod writes one in every namespace).
 //! - Field ownership is tracked per leaf (scalar, whole list, or empty map). Lists are atomic for apply and
 //!   ownership (the apiserver merges keyed lists such as `containers` per element, and its managedFields use
 //!   `k:{…}` keys). `fieldsV1` has `".": {}` on map-typed fields (labels, annotations, data, …) for Update

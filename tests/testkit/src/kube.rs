@@ -198,6 +198,9 @@ pub struct Fault {
     pub latency: Option<Duration>,
     pub retry_after: Option<u64>,
     pub message: Option<String>,
+    /// In a JSON merge patch, replace `data.<key>` with invalid base64 before serving it (see
+    /// [`corrupt_data`](Self::corrupt_data)).
+    pub corrupt_data: Option<String>,
 }
 
 impl Fault {
@@ -239,6 +242,13 @@ impl Fault {
     pub fn message(mut self, m: &str) -> Self {
         self.message = Some(m.to_string());
         self
+    }
+    /// Serve the request with `data.<key>` of its JSON merge patch replaced by invalid base64 (what a mangling
+    /// proxy or a client bug would send). The server then answers through its real code path as the apiserver
+    /// does: 422 `Invalid` on field `patch` whose value is the whole merged Secret as JSON, **every other
+    /// `data` value included** (`../shared/kube-api-facts.md`, last section). For testing redaction.
+    pub fn corrupt_data(key: &str) -> Self {
+        Self { corrupt_data: Some(key.to_string()), ..Self::default() }
     }
 }
 

@@ -205,19 +205,24 @@ pub fn check(case: &Case, env: &Env, ctx: &Ctx, run: &Run, secret_before: Option
         env.assert_no_key_bytes(&d["spec"]["template"]["metadata"]["annotations"].to_string());
     }
 
+    report(case.name, case.fault, run.code, &last, case.cacerts, case.rollouts);
+}
+
+/// Prints the `FAULT-CASE` line of a checked case for `tests/faults/table.py`.
+pub fn report(name: &str, fault: &str, exit: i32, last_line: &str, cacerts: Cacerts, rollouts: [i64; 2]) {
     let line = json!({
-        "suite": suite_of(case),
-        "case": case.name,
-        "fault": case.fault,
-        "exit": run.code,
-        "message": trim_message(&last),
-        "cacerts": format!("{:?}", case.cacerts).to_lowercase(),
-        "rollouts": case.rollouts.iter().map(i64::to_string).collect::<Vec<_>>().join("/"),
+        "suite": suite(),
+        "case": name,
+        "fault": fault,
+        "exit": exit,
+        "message": trim_message(last_line),
+        "cacerts": format!("{cacerts:?}").to_lowercase(),
+        "rollouts": rollouts.iter().map(i64::to_string).collect::<Vec<_>>().join("/"),
     });
     println!("FAULT-CASE {line}");
 }
 
-fn suite_of(_case: &Case) -> String {
+fn suite() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))

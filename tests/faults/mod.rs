@@ -233,8 +233,9 @@ fn suite() -> String {
 /// The message part of the final log line (after the level and target), shortened for the table.
 fn trim_message(line: &str) -> String {
     let msg = line.find("sync ").map_or(line, |i| &line[i..]);
-    let msg: String = msg.chars().take(220).collect();
-    msg.replace('|', "\\|")
+    // The structured fields (source=, versions=, class=, exit_code=) follow the message text.
+    let msg = msg.find(" source=").map_or(msg, |i| &msg[..i]);
+    msg.chars().take(320).collect()
 }
 
 /// Declares one `#[tokio::test]` per case of `$table`, named after the case, so that cases run in parallel and

@@ -19,13 +19,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = ["faults_keyvault", "faults_kube", "faults_process"]
+SUITES = ["faults_keyvault", "faults_kube", "faults_process", "faults_watch"]
 OUT = ROOT / "docs" / "faults.md"
 
 TITLES = {
     "faults_keyvault": "Key Vault and material",
     "faults_kube": "Kubernetes",
     "faults_process": "The process",
+    "faults_watch": "Watch mode",
 }
 
 HEADER = """# The fault matrix
@@ -34,7 +35,7 @@ What cacerts-sync does under each fault, as measured by the end-to-end fault sui
 real binary against the Key Vault emulator and the Kubernetes API test server, two istiod revisions, one fault
 per case. Every row is a passing test that asserted all of: the exit code, the final log line, the state of
 `cacerts` (**unchanged** = byte-identical, not even rewritten; **new** = holds the vault's new CA; **absent** =
-never created), the exact `metadata.generation` delta of both istiod revisions (`istiod/istiod-canary`; 1 = one
+never created; **restored** = edited by hand during the case and set back), the exact `metadata.generation` delta of both istiod revisions (`istiod/istiod-canary`; 1 = one
 rollout), and that no private-key bytes reached stdout, stderr, Events or annotations.
 
 For the process cases, the killed run is checked in the test (nothing half-written, the restarts it managed);
@@ -72,7 +73,7 @@ def declared_cases() -> dict[str, list[str]]:
     for suite in SUITES:
         src = (ROOT / "tests" / f"{suite}.rs").read_text()
         names = re.findall(r'Case::new\(\s*"([a-z0-9_]+)"', src)
-        names += re.findall(r'(?:report\(|converges\(\s*&env,\s*&ctx,)\s*"([a-z0-9_]+)"', src)
+        names += re.findall(r'(?:report\(|resumes_after\(|converges\(\s*&env,\s*&ctx,)\s*"([a-z0-9_]+)"', src)
         out[suite] = names
     return out
 

@@ -325,6 +325,7 @@ impl KubeTestServer {
             requests: Mutex::new(Vec::new()),
             bookmark_interval: Mutex::new(Duration::from_secs(5)),
             server_address: Mutex::new(String::new()),
+            close_watches: tokio::sync::watch::channel(0).0,
         });
         let router = axum::Router::new().fallback(server::handle).with_state(inner.clone());
         let served = serve_https(listener, tls, router);
@@ -483,6 +484,12 @@ impl KubeTestServer {
     /// How often watches that allow bookmarks get a BOOKMARK (default 5 s; the apiserver sends about one a minute).
     pub fn set_bookmark_interval(&self, every: Duration) {
         *self.inner.bookmark_interval.lock().expect("interval") = every;
+    }
+
+    /// Ends every open watch stream (as an apiserver restart, a load balancer's idle timeout or the watch
+    /// cache's own timeout does); clients re-watch from their last resourceVersion.
+    pub fn close_watches(&self) {
+        self.inner.close_watches.send_modify(|n| *n += 1);
     }
 
     /// Forgets the change history: a watch from any earlier resourceVersion then gets 410 Expired.

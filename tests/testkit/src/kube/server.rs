@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub requests: Mutex<Vec<RequestRecord>>,
     pub bookmark_interval: Mutex<Duration>,
     pub server_address: Mutex<String>,
+    /// Bumped by [`close_watches`](super::KubeTestServer::close_watches): every open watch stream ends.
+    pub close_watches: tokio::sync::watch::Sender<u64>,
 }
 
 impl Rule {
@@ -668,6 +670,7 @@ fn watch_response(
         }
     };
     let interval = *inner.bookmark_interval.lock().expect("interval");
+    let mut closed = inner.close_watches.subscribe();
     tokio::spawn(async move {
         for l in initial {
             if out_tx.send(l).await.is_err() {
@@ -686,6 +689,7 @@ fn watch_response(
             tokio::select! {
                 _ = sleep_until => return,
                 _ = out_tx.closed() => return,
+                _ = closed.changed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     if out_tx.send(line("BOOKMARK", &bookmark(def, last_rv, false))).await.is_err() {
                         return;

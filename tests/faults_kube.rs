@@ -7,8 +7,6 @@
 mod common;
 mod faults;
 
-use std::time::Duration;
-
 use cacerts_testkit::kube::{Fault, Rule};
 use common::NS;
 use faults::{Cacerts, Case, Start};

@@ -61,6 +61,10 @@ async fn resumes_after(name: &str, what: &str, fault: fn(&Env), relist: bool) {
     assert!(rewatched, "[{name}] the watcher watched the Secret again");
     assert_eq!(relisted, relist, "[{name}] re-listed the Secret only after a 410");
 
+    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("cacerts_sync_"), "{metrics}");
+    env.assert_no_key_bytes(&metrics);
+
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().await.unwrap();

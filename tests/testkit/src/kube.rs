@@ -21,7 +21,9 @@
 //!   [`Rule`]s; a denied request gets the Forbidden `Status` worded as the RBAC authorizer words it. A missing
 //!   or unknown token gets 401 `Unauthorized` on every path (discovery included).
 //! - **Control**: [`KubeTestServer`] reads and writes objects directly (with full server semantics: watchers
-//!   are notified), sets Deployment status, injects [`Fault`]s and records every request.
+//!   are notified), sets Deployment status, injects [`Fault`]s (statuses, latency, a corrupted merge patch that
+//!   draws the apiserver's data-echoing 422), closes every open watch, compacts the watch history and records
+//!   every request.
 //!
 //! # Faithful (checked against `shared/kube-api-facts.md`, recorded from a real v1.32, and against kubectl)
 //! - Error bodies: `Status` with `kind`, `apiVersion: v1`, `metadata: {}`, `status: Failure`, `message`,

@@ -89,8 +89,11 @@ pub fn redact(text: &str) -> String {
                 rest = &rest[stop..];
             }
             None => {
+                // No END: a truncated block, or a message that only names a PEM header (`expected "-----BEGIN
+                // CERTIFICATE-----"`). Redact the header and whatever base64 body follows it, keep the rest.
+                let stop = unterminated_block_end(&rest[start..]);
                 out.push_str("<redacted>");
-                rest = "";
+                rest = &rest[start + stop..];
             }
         }
     }
@@ -108,6 +111,17 @@ pub fn redact(text: &str) -> String {
     }
     flush(&mut scrubbed, &mut run);
     scrubbed
+}
+
+/// Length of an unterminated PEM block at the start of `text`: the `-----BEGIN …-----` header (or up to the end
+/// of the line, if it is cut short) and the base64 body lines that follow it.
+fn unterminated_block_end(text: &str) -> usize {
+    let header_end =
+        text[10..].find("-----").map(|i| 10 + i + 5).unwrap_or_else(|| text.find(['\n', '"']).unwrap_or(text.len()));
+    let body = text[header_end..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\r' | '\n' | ' ')))
+        .unwrap_or(text.len() - header_end);
+    header_end + body
 }
 
 fn flush(out: &mut String, run: &mut String) {
@@ -151,6 +165,15 @@ mod tests {
         assert!(out.contains("Secret \"cacerts\" is invalid"));
         assert!(out.contains("fingerprint 0123abcd"));
         assert_eq!(redact("secrets \"cacerts\" not found"), "secrets \"cacerts\" not found");
+        let truncated = "key: -----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0w\nawIBAQQg";
+        assert_eq!(redact(truncated), "key: <redacted>", "a cut-off block goes whole");
+        let hint =
+            r#"root-cert: no PEM block found (expected "-----BEGIN CERTIFICATE-----"); cacerts was left untouched"#;
+        assert_eq!(
+            redact(hint),
+            r#"root-cert: no PEM block found (expected "<redacted>"); cacerts was left untouched"#,
+            "a header named in a message hides only itself, not the rest of the message"
+        );
         let fp = "b3615068f75706bdb0e449aece661b17414922ab271c55578e70e8c4754eb5b6";
         assert_eq!(redact(fp), fp, "fingerprints survive");
     }

@@ -23,7 +23,7 @@ fn events(env: &Env, reason: &str) -> Vec<Value> {
 fn hand_made(env: &Env, ca: &PluginCa, extra: &[(&str, &str)]) {
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
     let mut data: serde_json::Map<String, Value> =
-        ca.secret_files().into_iter().map(|(k, v)| (k.into(), b64(&v).into())).collect();
+        ca.secret_files().into_iter().map(|(k, v)| (k.into(), b64(v).into())).collect();
     for (k, v) in extra {
         data.insert(k.to_string(), b64(v).into());
     }

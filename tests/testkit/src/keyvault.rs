@@ -616,6 +616,16 @@ impl KeyVaultEmulator {
         self.shared.lock().denied.remove(&name.to_ascii_lowercase());
     }
 
+    /// Soft-deletes secret `name` (as `az keyvault secret delete` on a vault with soft delete, the default): a
+    /// GET then answers 404 `SecretNotFound` until it is recovered. Returns false if it did not exist.
+    pub fn soft_delete_secret(&self, name: &str) -> bool {
+        let key = name.to_ascii_lowercase();
+        let mut st = self.shared.lock();
+        let Some(entry) = st.secrets.remove(&key) else { return false };
+        st.deleted.insert(key, DeletedEntry { entry, deleted_date: now() });
+        true
+    }
+
     /// Disables (`enabled: false`) or re-enables the current version of secret `name`, as
     /// `az keyvault secret set-attributes --enabled false` does. Returns false if the secret does not exist.
     ///

@@ -21,7 +21,9 @@
 //!   [`Rule`]s; a denied request gets the Forbidden `Status` worded as the RBAC authorizer words it. A missing
 //!   or unknown token gets 401 `Unauthorized` on every path (discovery included).
 //! - **Control**: [`KubeTestServer`] reads and writes objects directly (with full server semantics: watchers
-//!   are notified), sets Deployment status, injects [`Fault`]s and records every request.
+//!   are notified), sets Deployment status, injects [`Fault`]s (statuses, latency, a corrupted merge patch that
+//!   draws the apiserver's data-echoing 422), closes every open watch, compacts the watch history and records
+//!   every request.
 //!
 //! # Faithful (checked against `shared/kube-api-facts.md`, recorded from a real v1.32, and against kubectl)
 //! - Error bodies: `Status` with `kind`, `apiVersion: v1`, `metadata: {}`, `status: Failure`, `message`,
@@ -203,6 +205,9 @@ pub struct Fault {
     pub latency: Option<Duration>,
     pub retry_after: Option<u64>,
     pub message: Option<String>,
+    /// In a JSON merge patch, replace `data.<key>` with invalid base64 before serving it (see
+    /// [`corrupt_data`](Self::corrupt_data)).
+    pub corrupt_data: Option<String>,
 }
 
 impl Fault {
@@ -244,6 +249,13 @@ impl Fault {
     pub fn message(mut self, m: &str) -> Self {
         self.message = Some(m.to_string());
         self
+    }
+    /// Serve the request with `data.<key>` of its JSON merge patch replaced by invalid base64 (what a mangling
+    /// proxy or a client bug would send). The server then answers through its real code path as the apiserver
+    /// does: 422 `Invalid` on field `patch` whose value is the whole merged Secret as JSON, **every other
+    /// `data` value included** (`../shared/kube-api-facts.md`, last section). For testing redaction.
+    pub fn corrupt_data(key: &str) -> Self {
+        Self { corrupt_data: Some(key.to_string()), ..Self::default() }
     }
 }
 
@@ -320,6 +332,7 @@ impl KubeTestServer {
             requests: Mutex::new(Vec::new()),
             bookmark_interval: Mutex::new(Duration::from_secs(5)),
             server_address: Mutex::new(String::new()),
+            close_watches: tokio::sync::watch::channel(0).0,
         });
         let router = axum::Router::new().fallback(server::handle).with_state(inner.clone());
         let served = serve_https(listener, tls, router);
@@ -494,6 +507,12 @@ impl KubeTestServer {
     /// How often watches that allow bookmarks get a BOOKMARK (default 5 s; the apiserver sends about one a minute).
     pub fn set_bookmark_interval(&self, every: Duration) {
         *self.inner.bookmark_interval.lock().expect("interval") = every;
+    }
+
+    /// Ends every open watch stream (as an apiserver restart, a load balancer's idle timeout or the watch
+    /// cache's own timeout does); clients re-watch from their last resourceVersion.
+    pub fn close_watches(&self) {
+        self.inner.close_watches.send_modify(|n| *n += 1);
     }
 
     /// Forgets the change history: a watch from any earlier resourceVersion then gets 410 Expired.

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub requests: Mutex<Vec<RequestRecord>>,
     pub bookmark_interval: Mutex<Duration>,
     pub server_address: Mutex<String>,
+    /// Bumped by [`close_watches`](super::KubeTestServer::close_watches): every open watch stream ends.
+    pub close_watches: tokio::sync::watch::Sender<u64>,
 }
 
 impl Rule {
@@ -192,7 +194,16 @@ pub(crate) async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Res
     response
 }
 
-async fn serve(inner: &Arc<Inner>, req: Request, q: &HashMap<String, String>, record: &mut RequestRecord) -> Response {
+/// Set on a request by a [`Fault::corrupt_data`] fault: the `data` key to corrupt in its merge patch.
+#[derive(Clone)]
+struct CorruptData(String);
+
+async fn serve(
+    inner: &Arc<Inner>,
+    mut req: Request,
+    q: &HashMap<String, String>,
+    record: &mut RequestRecord,
+) -> Response {
     let headers = req.headers().clone();
     let token = headers
         .get(header::AUTHORIZATION)
@@ -229,6 +240,9 @@ async fn serve(inner: &Arc<Inner>, req: Request, q: &HashMap<String, String>, re
         }
         if let Some(code) = f.status {
             return error_response(&fault_error(code, f, &path));
+        }
+        if let Some(key) = &f.corrupt_data {
+            req.extensions_mut().insert(CorruptData(key.clone()));
         }
     }
 
@@ -301,9 +315,17 @@ async fn resource_request(
     let method = req.method().clone();
     let headers = req.headers().clone();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+    let corrupt = req.extensions().get::<CorruptData>().cloned();
+    let mut body = axum::body::to_bytes(req.into_body(), 16 << 20)
         .await
         .map_err(|e| status::bad_request(&format!("failed to read the request body: {e}")))?;
+    if let Some(CorruptData(key)) = corrupt
+        && let Ok(mut patch) = serde_json::from_slice::<Value>(&body)
+        && patch.get("data").is_some_and(Value::is_object)
+    {
+        patch["data"][key.as_str()] = json!("*not base64*");
+        body = Bytes::from(patch.to_string());
+    }
     let def = t.def;
     let ns = t.namespace.clone();
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
@@ -648,6 +670,7 @@ fn watch_response(
         }
     };
     let interval = *inner.bookmark_interval.lock().expect("interval");
+    let mut closed = inner.close_watches.subscribe();
     tokio::spawn(async move {
         for l in initial {
             if out_tx.send(l).await.is_err() {
@@ -666,6 +689,7 @@ fn watch_response(
             tokio::select! {
                 _ = sleep_until => return,
                 _ = out_tx.closed() => return,
+                _ = closed.changed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     if out_tx.send(line("BOOKMARK", &bookmark(def, last_rv, false))).await.is_err() {
                         return;

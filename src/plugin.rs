@@ -48,7 +48,7 @@ pub fn kubectl_style_args(args: Vec<OsString>) -> Vec<OsString> {
             before.push(arg);
         } else {
             // The subcommand: the namespace flags go right after it.
-            out.extend(before.drain(..));
+            out.append(&mut before);
             out.push(arg);
             out.append(&mut namespace);
             break;

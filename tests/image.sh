@@ -31,10 +31,11 @@ buildah "${store[@]}" build --quiet --isolation chroot --build-arg BINARY_FROM=p
 
 user=$(buildah "${store[@]}" inspect --type image --format '{{.OCIv1.Config.User}}' "$image")
 [ "$user" = "65532:65532" ] || { echo "image user is '$user', expected 65532:65532"; exit 1; }
-entry=$(buildah "${store[@]}" inspect --type image --format '{{json .OCIv1.Config.Entrypoint}}' "$image")
-[ "$entry" = '["/usr/local/bin/cacerts-sync"]' ] || { echo "entrypoint is $entry"; exit 1; }
-labels=$(buildah "${store[@]}" inspect --type image --format '{{json .OCIv1.Config.Labels}}' "$image")
-for label in title description source licenses "version\":\"$version"; do
+# Go template output (buildah 1.28 has no `json` function): [a b] for a list, map[k:v ...] for a map.
+entry=$(buildah "${store[@]}" inspect --type image --format '{{.OCIv1.Config.Entrypoint}}' "$image")
+[ "$entry" = '[/usr/local/bin/cacerts-sync]' ] || { echo "entrypoint is $entry"; exit 1; }
+labels=$(buildah "${store[@]}" inspect --type image --format '{{.OCIv1.Config.Labels}}' "$image")
+for label in title description source licenses "version:$version"; do
   grep -q "org.opencontainers.image.$label" <<<"$labels" || { echo "label $label missing: $labels"; exit 1; }
 done
 
@@ -55,5 +56,6 @@ owner=$(stat -c %u:%g "$out/cacerts/ca-cert.pem")
 [ "$owner" = "65532:65532" ] || { echo "the image wrote as $owner, not as 65532:65532"; exit 1; }
 
 buildah "${store[@]}" push --quiet "$image" "oci-archive:$work/image.tar" >/dev/null
-size=$(du -k "$work/image.tar" | cut -f1)
-echo "image: ok (runs as $user; OCI archive $(awk -v k="$size" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'))"
+archive=$(stat -c %s "$work/image.tar")
+unpacked=$(buildah "${store[@]}" images --format '{{.Size}}' "$image")
+echo "image: ok (runs as $user; $unpacked unpacked, OCI archive $(awk -v b="$archive" 'BEGIN { printf "%.1f MB", b / 1e6 }') with gzip layers)"

@@ -173,6 +173,43 @@ fn check_service_monitor(value: &Value) -> Result<(), String> {
     if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
 }
 
+/// PrometheusRule is a CRD with no k8s-openapi type: check the fields we render against the
+/// monitoring.coreos.com/v1 schema (groups of alerting rules). promtool checks the rules themselves
+/// (tests/chart/test_alerts.py).
+fn check_prometheus_rule(value: &Value) -> Result<(), String> {
+    let mut errs = unknown_keys(value, &["apiVersion", "kind", "metadata", "spec"], "$");
+    if let Err(e) = round_trip::<ObjectMeta>(&value["metadata"]) {
+        errs.push(format!("$.metadata: {e}"));
+    }
+    errs.extend(unknown_keys(&value["spec"], &["groups"], "$.spec"));
+    match value["spec"]["groups"].as_array() {
+        Some(groups) if !groups.is_empty() => {
+            for (g, group) in groups.iter().enumerate() {
+                let path = format!("$.spec.groups[{g}]");
+                errs.extend(unknown_keys(group, &["name", "interval", "rules", "limit"], &path));
+                for (r, rule) in group["rules"].as_array().into_iter().flatten().enumerate() {
+                    let path = format!("{path}.rules[{r}]");
+                    errs.extend(unknown_keys(
+                        rule,
+                        &["alert", "record", "expr", "for", "labels", "annotations"],
+                        &path,
+                    ));
+                    if !rule["alert"].is_string() || !rule["expr"].is_string() {
+                        errs.push(format!("{path}: an alerting rule needs alert and expr strings"));
+                    }
+                    for map in ["labels", "annotations"] {
+                        if !rule[map].as_object().is_some_and(|m| m.values().all(Value::is_string)) {
+                            errs.push(format!("{path}.{map}: must map strings to strings"));
+                        }
+                    }
+                }
+            }
+        }
+        _ => errs.push("$.spec.groups: at least one group is required".to_owned()),
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+}
+
 /// Checks one document against the type its apiVersion/kind names; returns the kind.
 fn check(doc: &Value) -> Result<String, String> {
     let api_version = doc["apiVersion"].as_str().ok_or("no apiVersion")?;
@@ -188,6 +225,7 @@ fn check(doc: &Value) -> Result<String, String> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(doc),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(doc),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => check_service_monitor(doc),
+        ("monitoring.coreos.com/v1", "PrometheusRule") => check_prometheus_rule(doc),
         _ => Err(format!("unexpected object {api_version}/{kind}")),
     }?;
     Ok(kind.to_owned())
@@ -214,9 +252,11 @@ fn every_rendered_chart_manifest_parses_as_its_kubernetes_type_with_no_unknown_f
     assert!(failures.is_empty(), "rendered manifests with errors:\n{}", failures.join("\n"));
     // The values files must exercise every kind the chart can render, or this test proves less than it says.
     let expected: BTreeSet<String> = [
+        "ConfigMap",
         "CronJob",
         "Deployment",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Role",
         "RoleBinding",
         "Service",

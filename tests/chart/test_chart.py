@@ -233,8 +233,10 @@ def test_watch_mode_renders_a_deployment_and_a_metrics_service() -> None:
 def test_watch_mode_with_monitoring_adds_a_service_monitor_and_a_pdb() -> None:
     objs = objects(render.load_values(render.VALUES_DIR / "watch-ha.yaml"))
     assert kinds(objs) == [
+        "ConfigMap",
         "Deployment",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Role",
         "RoleBinding",
         "Service",
@@ -249,7 +251,8 @@ def test_watch_mode_with_monitoring_adds_a_service_monitor_and_a_pdb() -> None:
 
 
 def test_monitoring_objects_are_never_rendered_in_cron_mode() -> None:
-    objs = objects(merged(BASE, {"watch": {"serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True}}}))
+    watch_only = {"serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True}, "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
+    objs = objects(merged(BASE, {"watch": watch_only}))
     assert kinds(objs) == ["CronJob", "Role", "RoleBinding", "ServiceAccount"]
 
 

@@ -42,6 +42,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Show where a root rotation stands: roots, the live intermediate, istiod, the phase and the next safe step.
     Status(StatusArgs),
+    /// Many clusters sharing one root: `fleet status` and the pre-upload `fleet check`.
+    Fleet(crate::fleet::cli::FleetArgs),
 }
 
 /// Where the material comes from.
@@ -340,10 +342,22 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every subcommand, nested ones (`fleet status`) included.
+    fn leaves(cmd: &clap::Command) -> Vec<&clap::Command> {
+        let mut out = Vec::new();
+        for sub in cmd.get_subcommands() {
+            out.push(sub);
+            out.extend(leaves(sub));
+        }
+        out
+    }
+
     #[test]
     fn every_flag_has_an_env_var_named_after_it() {
         let cmd = Cli::command();
-        for sub in cmd.get_subcommands() {
+        let all = leaves(&cmd);
+        assert!(all.iter().any(|s| s.get_name() == "check" && s.get_arguments().any(|a| a.get_id() == "contexts")));
+        for sub in all {
             for arg in sub.get_arguments() {
                 let id = arg.get_id().as_str();
                 if matches!(id, "help" | "version") {

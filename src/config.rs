@@ -218,14 +218,20 @@ pub fn source(args: &cli::SourceArgs, allow_secret: bool) -> Result<SourceSpec, 
             _ => Err(bad()),
         };
     }
+    let names = NameTemplates::from_args(args)?.resolve(args.cluster_name.as_deref())?;
+    Ok(SourceSpec::Vault(vault_config(args, names)?))
+}
+
+/// The Key Vault settings of `args` with the given (already resolved) secret names.
+pub fn vault_config(args: &cli::SourceArgs, names: SecretNames) -> Result<VaultConfig, ConfigError> {
     let url = args.vault_url.as_deref().ok_or(ConfigError::NoSource)?;
-    Ok(SourceSpec::Vault(VaultConfig {
+    Ok(VaultConfig {
         url: vault_url(url)?,
-        names: NameTemplates::from_args(args)?.resolve(args.cluster_name.as_deref())?,
+        names,
         auth: args.auth,
         managed_identity_client_id: args.managed_identity_client_id.clone(),
         verify_challenge_resource: !args.disable_challenge_resource_verification,
-    }))
+    })
 }
 
 fn vault_url(url: &str) -> Result<String, ConfigError> {
@@ -358,7 +364,7 @@ fn secret_name(flag: &'static str, name: &str) -> Result<String, ConfigError> {
     Ok(name.into())
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -366,7 +372,7 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
@@ -434,7 +440,7 @@ fn istiod_selector(selector: &str, names: &[String]) -> Result<IstiodSelector, C
     })
 }
 
-fn nonzero(flag: &'static str, d: humantime::Duration) -> Result<Duration, ConfigError> {
+pub(crate) fn nonzero(flag: &'static str, d: humantime::Duration) -> Result<Duration, ConfigError> {
     let d: Duration = d.into();
     if d.is_zero() {
         return Err(ConfigError::Invalid { flag, reason: "must be greater than zero".into() });

@@ -13,6 +13,7 @@
 //! - [`restart`] rolls every istiod Deployment once per root fingerprint.
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
+//! - [`fleet`] reads many clusters at once: `fleet status` and the pre-upload `fleet check`.
 //! - [`error`] classifies failures into the exit codes every subcommand shares.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod inspect;
 pub mod k8s;
 pub mod metrics;

@@ -6,6 +6,7 @@ pub mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::error::exit;
+use crate::fleet::cli::FleetCommand;
 
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> u8 {
@@ -29,6 +30,16 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Watch(args) => match crate::config::WatchConfig::from_args(&args) {
             Ok(config) => watch::run(config).await,
             Err(e) => usage(e),
+        },
+        Command::Fleet(args) => match args.command {
+            FleetCommand::Status(args) => match crate::fleet::config::FleetStatusConfig::from_args(&args) {
+                Ok(config) => crate::fleet::run::status(config).await,
+                Err(e) => usage(e),
+            },
+            FleetCommand::Check(args) => match crate::fleet::config::FleetCheckConfig::from_args(&args) {
+                Ok(config) => crate::fleet::run::check(config).await,
+                Err(e) => usage(e),
+            },
         },
     }
 }

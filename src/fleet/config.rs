@@ -52,7 +52,7 @@ pub enum CheckSource {
     /// `dir:PATH`; `{cluster}` in PATH is each cluster's name.
     Dir(String),
     /// The vault as it is now; the names are templates resolved per cluster.
-    Vault { vault: VaultConfig, names: NameTemplates },
+    Vault { vault: Box<VaultConfig>, names: NameTemplates },
 }
 
 impl CheckSource {
@@ -115,7 +115,7 @@ impl FleetCheckConfig {
                 let names = NameTemplates::from_args(&args.source)?;
                 // Resolved again per cluster; checked here once so a bad URL fails before any request.
                 let placeholder = names.resolve(Some("x"))?;
-                CheckSource::Vault { vault: config::vault_config(&args.source, placeholder)?, names }
+                CheckSource::Vault { vault: Box::new(config::vault_config(&args.source, placeholder)?), names }
             }
             (None, None) => return Err(ConfigError::NoSource),
         };

@@ -93,7 +93,7 @@ async fn materials(source: &CheckSource, clusters: &[ClusterRef]) -> Vec<Materia
             CheckSource::Vault { vault, names } => match names.resolve(Some(&cluster.name)) {
                 Ok(resolved) => {
                     let key = format!("{resolved:?}");
-                    let config = crate::config::VaultConfig { names: resolved, ..vault.clone() };
+                    let config = crate::config::VaultConfig { names: resolved, ..(**vault).clone() };
                     (key, VaultSource::new(&config, None).map(Source::Vault).map_err(|e| (e.class(), chain(&e))))
                 }
                 Err(e) => {

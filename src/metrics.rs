@@ -174,6 +174,14 @@ impl Metrics {
         }
     }
 
+    /// A pass the time gates refused: the tool works and `cacerts` holds good material, so it counts for
+    /// `last_success` (a rotation waiting 24 h must not look like a broken sync); the gauges say it is blocked.
+    pub fn pass_refused(&self, decision: &crate::rotation::GateDecision) {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        self.last_success.set(now);
+        self.rotation_gates(Some(decision));
+    }
+
     /// Sets the rotation gauges from the last pass: `Some` when the time gates refused its change.
     pub fn rotation_gates(&self, refused: Option<&crate::rotation::GateDecision>) {
         for rule in crate::rotation::Rule::ALL {

@@ -211,31 +211,12 @@ impl Syncer {
         }
         let root_fingerprint = report.root_fingerprint.clone().expect("a valid report has a root fingerprint");
         let source = self.source.describe();
-        let gate = match &self.target {
-            Target::Secret { .. } => gates::judge(
-                current.as_ref(),
-                &fetched.material,
-                &report,
-                jiff::Timestamp::now(),
-                &self.config.rotation,
-            ),
-            Target::Dir(_) => None,
-        };
-        let unsafe_write = match &gate {
-            Some(decision) if !decision.allowed() => {
-                if !self.config.allow_unsafe_rotation {
-                    return Err(self.refuse(decision.clone(), current.as_ref(), known).await);
-                }
-                tracing::warn!(blocked_by = %rules(decision), "writing a rotation step the time gates refuse (--allow-unsafe-rotation): {}", decision.message());
-                Some(decision.message())
-            }
-            _ => None,
-        };
+        // The time gates, judged against the cacerts this pass already read.
+        let gate = self.gate(current.as_ref(), &fetched.material, &report, known).await?;
+        let unsafe_write = gate.as_ref().filter(|d| !d.allowed()).map(|d| d.message());
         let history = match &gate {
             Some(decision) => Some(decision.history.to_annotation()),
-            None => current
-                .as_ref()
-                .and_then(|s| s.metadata.annotations.as_ref()?.get(crate::rotation::HISTORY_ANNOTATION).cloned()),
+            None => gates::recorded_annotation(current.as_ref()),
         };
         let (action, restart) = match &self.target {
             Target::Dir(sink) => {
@@ -274,13 +255,11 @@ impl Syncer {
                     let written =
                         sink.write(current.clone(), &fetched.material, &annotations, self.config.adopt).await?;
                     regarding = Some(secret_ref(sink, written.secret.as_ref()));
-                    if let (Some(risk), Some(r)) = (&unsafe_write, &regarding)
-                        && written.action.wrote()
-                    {
-                        let note = format!(
-                            "wrote a rotation step the time gates refuse (--allow-unsafe-rotation); workloads may fail mTLS with each other: {risk}"
-                        );
-                        events.warning(r, "UnsafeRotation", "Sync", note).await;
+                    if let Some(risk) = unsafe_write.as_ref().filter(|_| written.action.wrote()) {
+                        notes.push((
+                            "UnsafeRotation",
+                            format!("wrote a rotation step the time gates refuse (--allow-unsafe-rotation); workloads may fail mTLS with each other: {risk}"),
+                        ));
                     }
                     match &written.action {
                         WriteAction::Unchanged => {}
@@ -335,7 +314,11 @@ impl Syncer {
                 };
                 if let Some(r) = &regarding {
                     for (reason, note) in notes {
-                        events.normal(r, reason, "Sync", note).await;
+                        if reason == "UnsafeRotation" {
+                            events.warning(r, reason, "Sync", note).await;
+                        } else {
+                            events.normal(r, reason, "Sync", note).await;
+                        }
                     }
                 }
                 let restart = restart.transpose()?;
@@ -353,39 +336,6 @@ impl Syncer {
             dry_run: self.config.dry_run,
             history,
         })
-    }
-
-    /// A refused change: publish why, complete the restarts owed for `cacerts` as it is, and return the error.
-    async fn refuse(
-        &self,
-        decision: crate::rotation::GateDecision,
-        current: Option<&Secret>,
-        known: &Known,
-    ) -> PassError {
-        let refusal = gates::Refusal { decision };
-        tracing::warn!(blocked_by = %rules(&refusal.decision),
-            unblock_at = %refusal.decision.unblock_at().map(crate::rotation::format_time).unwrap_or_default(),
-            "{refusal}");
-        let Target::Secret { sink, restarter, events } = &self.target else {
-            return PassError::Blocked(Box::new(refusal));
-        };
-        if !self.config.dry_run {
-            let r = secret_ref(sink, current);
-            events.warning(&r, "RotationBlocked", "Sync", refusal.decision.message()).await;
-        }
-        // The cacerts as it is may still owe restarts (a pass that failed after its write): complete them, as an
-        // unchanged pass would.
-        if let (Some(restarter), Some(fp)) =
-            (restarter, current.and_then(|s| bundle::root_fingerprint(&material_of(s).root_cert).ok()))
-        {
-            let baseline = Baseline::Existing(Some(fp.to_string()));
-            if let Err(error) =
-                restarter.reconcile(fp.as_str(), &baseline, known.deployments.clone(), self.config.dry_run).await
-            {
-                tracing::warn!(error = %crate::error::chain(&error), "failed to complete the istiod restarts owed for cacerts as it is");
-            }
-        }
-        PassError::Blocked(Box::new(refusal))
     }
 
     /// Validates, and while the result looks like a half-finished rotation, re-reads with backoff for up to
@@ -439,12 +389,6 @@ impl Syncer {
                 .await;
         }
     }
-}
-
-fn rules(decision: &crate::rotation::GateDecision) -> String {
-    let mut rules: Vec<&str> = decision.blocks.iter().map(|b| b.rule.as_str()).collect();
-    rules.dedup();
-    rules.join(",")
 }
 
 fn versions_note(versions: Option<&Versions>) -> String {

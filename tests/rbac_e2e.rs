@@ -62,6 +62,17 @@ async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
     // The Role is scoped to cacerts by name: another Secret in the namespace is out of reach.
     let other = env.sync_as(&kubeconfig, &["--secret", "other"]).await;
     assert_eq!(other.code, 4, "{}", other.stderr);
+
+    // `status` reads cacerts, istiod and istio-ca-root-cert (by name) with the same Role.
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio-ca-root-cert", "namespace": common::NS},
+        "data": {"root-cert.pem": env.secret_value("root-cert.pem")}});
+    env.kube.create("configmaps", common::NS, cm);
+    let mut cmd = env.command("workload-identity", &["status", "-o", "json"]);
+    cmd.env("KUBECONFIG", &kubeconfig);
+    let status = env.output(cmd).await;
+    assert_eq!(status.code, 0, "status with the shipped Role: {}", status.all());
+    assert!(status.stdout.contains("\"matches_cacerts\": true"), "{}", status.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,16 +46,17 @@ async fn root_rotation_phases_restart_every_istiod_revision_exactly_once_per_roo
         assert_eq!(env.recorded_fingerprint(name).as_deref(), Some(fingerprint(&ab.root_cert).as_str()));
     }
 
-    // Intermediate switches to B, bundle still A+B: an intermediate-only change, no restart.
+    // Intermediate switches to B, bundle still A+B: an intermediate-only change, no restart. (The time gates
+    // are tested in rotation_e2e.rs; `--trust-propagation 0s` lets the steps follow each other at once.)
     env.upload(&env.pki.plugin_ca(&[&a, &b], &inter_b));
-    let run = env.sync(&[]).await;
+    let run = env.sync(&["--trust-propagation", "0s"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("cacerts updated"));
     assert_eq!(generations(&env), vec![3, 3]);
 
     // Phase B: root A leaves the bundle. One more restart each.
     env.upload(&env.pki.plugin_ca(&[&b], &inter_b));
-    assert_eq!(env.sync(&[]).await.code, 0);
+    assert_eq!(env.sync(&["--trust-propagation", "0s"]).await.code, 0);
     assert_eq!(generations(&env), vec![4, 4]);
 
     // A rerun changes nothing.

@@ -345,3 +345,68 @@ impl Watch {
         assert!(status.success(), "watch exits 0 on SIGTERM: {}", self.logs());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pass_still_completes_the_restarts_owed_for_cacerts_as_it_is() {
+    let env = Env::start().await;
+    canary(&env);
+    let (a, b) = (env.pki.root_a(), env.pki.root_b());
+    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
+    upload(&env, &[&a], &a1);
+    assert_eq!(env.sync(&[]).await.code, 0);
+    assert_eq!(generations(&env), vec![2, 2]);
+    // Another writer puts A+B into cacerts; istiod still runs A (its recorded fingerprint says so).
+    let ab = env.pki.plugin_ca(&[&a, &b], &a1);
+    env.replace_root_in_secret(&ab.root_cert);
+    // The vault asks for the one-step swap: refused, but istiod is brought to the roots cacerts holds.
+    upload(&env, &[&b], &b1);
+    let rv = env.secret_rv();
+    let run = env.sync(&[]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(env.secret_rv(), rv, "cacerts untouched");
+    assert_eq!(generations(&env), vec![3, 3], "one rollout per revision, for A+B");
+    for (name, _) in REVISIONS {
+        assert_eq!(env.recorded_fingerprint(name).as_deref(), Some(common::fingerprint(&ab.root_cert).as_str()));
+    }
+    // Refused again: nothing more to restart.
+    assert_eq!(env.sync(&[]).await.code, 3);
+    assert_eq!(generations(&env), vec![3, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_cacerts_changed_data_under_it_is_given_up_and_decided_again() {
+    use cacerts_testkit::kube::Fault;
+    let env = Env::start().await;
+    canary(&env);
+    let (a, b, c) = (env.pki.root_a(), env.pki.root_b(), env.pki.root("Root C"));
+    let a1 = intermediate(&env, &a, "Intermediate A1");
+    upload(&env, &[&a], &a1);
+    assert_eq!(env.sync(&[]).await.code, 0);
+    let before = generations(&env);
+    // The vault adds root B; while the pass writes, another writer puts root C into cacerts. The pass judged the
+    // gates (and istiod's baseline) on A: it must not write over C with that decision.
+    upload(&env, &[&a, &b], &a1);
+    env.kube.inject_fault(Fault::latency(Duration::from_secs(5)).method("PATCH").path("/secrets/cacerts").times(1));
+    let gets = env.kube.request_count("GET", "/secrets/cacerts");
+    let run = tokio::spawn({
+        let url = env.kv.vault_url();
+        let mut cmd = env.command(
+            "workload-identity",
+            &["sync", "--vault-url", &url, "--disable-challenge-resource-verification", "--trust-propagation", "0s"],
+        );
+        async move { cmd.output().await.unwrap() }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.kube.request_count("GET", "/secrets/cacerts") == gets {
+        assert!(Instant::now() < deadline, "the pass never read cacerts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let foreign = format!("{}{}", a.cert_pem, c.cert_pem);
+    env.replace_root_in_secret(&foreign);
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("sync finished").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("someone else changed its data while we wrote it"), "{stderr}");
+    assert_eq!(env.secret_value("root-cert.pem"), foreign, "the other writer's data stays");
+    assert_eq!(generations(&env), before);
+}

@@ -87,7 +87,7 @@ mod pem;
 mod validate;
 
 #[cfg(test)]
-mod testpki;
+pub(crate) mod testpki;
 #[cfg(test)]
 mod tests;
 

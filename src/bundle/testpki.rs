@@ -12,12 +12,12 @@ use rcgen::{
 use super::RawMaterial;
 
 /// The fixed "now" of the rcgen tests: 2030-06-01T00:00:00Z.
-pub(super) fn now() -> jiff::Timestamp {
+pub(crate) fn now() -> jiff::Timestamp {
     "2030-06-01T00:00:00Z".parse().expect("valid timestamp")
 }
 
 /// A certificate with its key and the parameters it was made from (to sign further certificates).
-pub(super) struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
     der: Vec<u8>,
@@ -43,7 +43,7 @@ impl Ca {
 
 /// What to issue. Defaults: a CA valid 2020-01-01..2040-01-01 with keyCertSign+cRLSign.
 #[derive(Clone)]
-pub(super) struct Spec {
+pub(crate) struct Spec {
     pub cn: String,
     pub not_before: (i32, u8, u8),
     pub not_after: (i32, u8, u8),
@@ -125,7 +125,7 @@ impl Spec {
 }
 
 /// A root and an intermediate under it.
-pub(super) struct Pki {
+pub(crate) struct Pki {
     pub root: Ca,
     pub int: Ca,
 }
@@ -144,7 +144,7 @@ impl Pki {
 }
 
 /// root-cert = root, ca-cert = int, ca-key = int's key, cert-chain = int + root.
-pub(super) fn material(root: &Ca, int: &Ca) -> RawMaterial {
+pub(crate) fn material(root: &Ca, int: &Ca) -> RawMaterial {
     RawMaterial {
         root_cert: root.pem().as_bytes().to_vec(),
         ca_cert: int.pem().as_bytes().to_vec(),

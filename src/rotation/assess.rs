@@ -406,33 +406,32 @@ impl Assessment {
         );
         let _ = writeln!(out, "roots:");
         for r in &self.roots {
+            let anchors = if r.anchors_live_intermediate { " (anchors the live intermediate)" } else { "" };
+            let _ = writeln!(out, "  {}{anchors}", r.subject);
+            let _ = writeln!(out, "    sha256 {}  notAfter {}", r.fingerprint, format_time(r.not_after));
             let _ = writeln!(
                 out,
-                "  {} sha256 {} notAfter {} in cacerts since {}{}",
-                r.subject,
-                r.fingerprint,
-                format_time(r.not_after),
-                t(r.in_cacerts_since, "before history"),
-                if r.anchors_live_intermediate { " (anchors the live intermediate)" } else { "" }
+                "    in cacerts since {}",
+                t(r.in_cacerts_since, "before the rotation history (counts as propagated)")
             );
         }
         if let Some(i) = &self.live_intermediate {
             let _ = writeln!(out, "live intermediate:");
+            let _ = writeln!(out, "  {}", i.subject);
+            let _ = writeln!(out, "    sha256 {}  notAfter {}", i.fingerprint, format_time(i.not_after));
             let _ = writeln!(
                 out,
-                "  {} sha256 {} notAfter {} anchor {} live since {}",
-                i.subject,
-                i.fingerprint,
-                format_time(i.not_after),
+                "    anchor {}  live since {}",
                 i.anchor.as_ref().map_or("none", |a| a.subject.as_str()),
-                t(i.live_since, "before history")
+                t(i.live_since, "before the rotation history")
             );
         }
         for i in &self.retired_intermediates {
+            let _ = writeln!(out, "retired intermediate:");
+            let _ = writeln!(out, "  {}", i.subject);
             let _ = writeln!(
                 out,
-                "retired intermediate: {} (anchor {}) until {}, its certificates may be valid until {}",
-                i.subject,
+                "    anchor {}  live until {}  its certificates may be valid until {}",
                 i.anchor.subject,
                 format_time(i.until),
                 format_time(i.certificates_valid_until)
@@ -445,13 +444,14 @@ impl Assessment {
                 Some(false) => "no",
                 None => "unknown (no istio-ca-root-cert)",
             };
+            let _ = writeln!(out, "  {}", d.name);
             let _ = writeln!(
                 out,
-                "  {} recorded root {} last restart {} serves current roots: {serves}",
-                d.name,
+                "    recorded root {}  last restart {}",
                 d.recorded_root_fingerprint.as_deref().unwrap_or("none"),
                 d.last_restart.as_deref().unwrap_or("never"),
             );
+            let _ = writeln!(out, "    serves the roots in cacerts: {serves}");
         }
         let _ = writeln!(out, "phase: {}", serde_plain(&self.phase));
         if let Some(s) = &self.next_step {

@@ -194,7 +194,7 @@ pub fn evaluate(
             blocks.push(block(Rule::RootNotPropagated, who, what, SafeAfter::Step(StepKind::AddRoot)));
         } else if let Some(since) = effective.root(&anchor.fingerprint).and_then(|r| r.since) {
             let safe = plus(since, opts.trust_propagation);
-            if safe > now {
+            if safe > now && !opts.trust_propagation.is_zero() {
                 blocks.push(block(Rule::RootNotPropagated, who, what, SafeAfter::At(safe)));
             }
         }

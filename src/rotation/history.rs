@@ -131,7 +131,8 @@ impl History {
             }
             let until = i.until?;
             let safe = plus(until, opts.trust_propagation);
-            (safe > now).then_some((i, safe))
+            // Zero turns the waiting off (recorded times are rounded up to the second).
+            (safe > now && !opts.trust_propagation.is_zero()).then_some((i, safe))
         })
     }
 
@@ -143,7 +144,9 @@ impl History {
         now: jiff::Timestamp,
         opts: &RotationOptions,
     ) -> History {
-        let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+        // Whole seconds, rounded up: a recorded time is never earlier than the event, so no gate opens early.
+        let ceil = now.as_second() + i64::from(now.subsec_nanosecond() > 0);
+        let now = jiff::Timestamp::from_second(ceil).unwrap_or(now);
         let roots = next
             .roots
             .iter()

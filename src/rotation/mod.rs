@@ -51,7 +51,8 @@ use crate::bundle::{Report, SecretRole};
 /// Default `--trust-propagation`: Istio's default workload certificate lifetime.
 pub const DEFAULT_TRUST_PROPAGATION: Duration = Duration::from_secs(24 * 3600);
 
-/// Inputs of the rules besides the material and the clock.
+/// Inputs of the rules besides the material and the clock. A zero `trust_propagation` turns the waiting off;
+/// the structural rules (a root not in `cacerts` yet, a root anchoring the live intermediate) still hold.
 #[derive(Clone, Debug)]
 pub struct RotationOptions {
     /// How long workloads need to learn a new root (and how long certificates of a retired intermediate live).

@@ -137,6 +137,32 @@ fn an_intermediate_rotation_under_the_same_root_is_never_blocked() {
 }
 
 #[test]
+fn zero_trust_propagation_turns_the_waiting_off_but_not_the_structural_rules() {
+    let zero = RotationOptions { trust_propagation: Duration::ZERO, ..Default::default() };
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&ca(&["Root A"], "A1", "Root A"), None)), &ab, "2026-12-01T08:00:00.5Z");
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    let now = t("2026-12-01T08:00:00.6Z");
+    assert!(!evaluate(Some(&ab), Some(&h), &ab1, now, &opts()).allowed());
+    let d = evaluate(Some(&ab), Some(&h), &ab1, now, &zero);
+    assert!(d.allowed(), "{}", d.message());
+    let b = ca(&["Root B"], "B1", "Root B");
+    let d = evaluate(Some(&ab1), Some(&d.history), &b, now, &zero);
+    assert!(d.allowed(), "{}", d.message());
+    // The one-step swap stays refused.
+    let d = evaluate(Some(&ca(&["Root A"], "A1", "Root A")), None, &b, now, &zero);
+    assert!(d.blocked_by(Rule::RootNotPropagated) && d.blocked_by(Rule::RootStillAnchoring));
+}
+
+#[test]
+fn recorded_times_are_rounded_up_so_no_gate_opens_early() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, None)), &ab, "2026-12-01T08:00:00.2Z");
+    assert_eq!(h.root("fp-Root B").unwrap().since, Some(t("2026-12-01T08:00:01Z")));
+}
+
+#[test]
 fn unreadable_or_foreign_history_counts_as_none() {
     assert_eq!(History::parse(Some("not json")), None);
     assert_eq!(History::parse(Some(r#"{"v":2,"began":"2026-12-01T08:00:00Z","roots":[],"intermediates":[]}"#)), None);
@@ -168,4 +194,166 @@ fn a_root_someone_else_added_counts_as_propagated() {
     let ab = ca(&["Root A", "Root B"], "A1", "Root A");
     let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
     write(Some((&ab, Some(&h))), &ab1, "2026-12-01T08:00:01Z");
+}
+
+mod assessment {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bundle::RawMaterial;
+    use crate::bundle::testpki::{self, Spec};
+    use crate::observe::{CacertsObject, ClusterView, IstiodDeployment};
+
+    fn view(material: RawMaterial, history: Option<&History>, served: Option<String>, recorded: &str) -> ClusterView {
+        let annotations: BTreeMap<String, String> =
+            history.map(|h| (HISTORY_ANNOTATION.to_string(), h.to_annotation())).into_iter().collect();
+        ClusterView {
+            namespace: "istio-system".into(),
+            secret: "cacerts".into(),
+            cacerts: Some(CacertsObject { material, annotations, managed: true }),
+            istiod: vec![IstiodDeployment {
+                name: "istiod".into(),
+                recorded_root_fingerprint: Some(recorded.into()),
+                restarted_at: Some("2030-05-31T00:00:00Z".into()),
+                generation: Some(2),
+                rollout_complete: true,
+            }],
+            served_roots_pem: served,
+        }
+    }
+
+    fn root_fp(m: &RawMaterial) -> String {
+        crate::bundle::root_fingerprint(&m.root_cert).unwrap().to_string()
+    }
+
+    #[test]
+    fn istiod_serving_other_roots_is_unhealthy_and_the_same_roots_are_healthy() {
+        let a = Spec::ca("Root A").issue(None);
+        let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
+        let other = Spec::ca("Root Z").issue(None);
+        let m = testpki::material(&a, &a1);
+        let fp = root_fp(&m);
+        let now = testpki::now();
+
+        let st = assess(&view(m.clone(), None, Some(other.pem().into()), &fp), now, &opts());
+        assert!(!st.healthy);
+        assert!(st.problems.iter().any(|p| p.contains("istiod serves other roots")), "{:?}", st.problems);
+        assert_eq!(st.deployments[0].serves_current_roots, Some(false));
+        assert_eq!(st.served_roots.matches_cacerts, Some(false));
+
+        // Formatting differs (CRLF), the certificates are the same: healthy.
+        let st = assess(&view(m, None, Some(a.pem().replace('\n', "\r\n")), &fp), now, &opts());
+        assert!(st.healthy, "{:?}", st.problems);
+        assert_eq!(st.deployments[0].serves_current_roots, Some(true));
+        assert!(st.deployments[0].restarted_for_current_roots);
+        assert_eq!(st.phase, Phase::Steady);
+        assert_eq!(st.next_step.as_ref().unwrap().step, StepKind::AddRoot);
+        assert!(!st.history_recorded);
+        assert_eq!(st.roots[0].in_cacerts_since, None);
+        assert!(st.roots[0].anchors_live_intermediate);
+    }
+
+    #[test]
+    fn a_missing_cacerts_is_unhealthy_with_an_unknown_phase() {
+        let mut v = view(testpki::Pki::new().material(), None, None, "x");
+        v.cacerts = None;
+        let st = assess(&v, testpki::now(), &opts());
+        assert!(!st.healthy);
+        assert!(st.problems[0].contains("does not exist"), "{:?}", st.problems);
+        assert_eq!(st.phase, Phase::Unknown);
+        assert!(st.next_step.is_none());
+        assert!(st.roots.is_empty());
+    }
+
+    #[test]
+    fn a_new_root_propagates_until_its_time_and_then_the_switch_is_safe() {
+        let (a, b) = (Spec::ca("Root A").issue(None), Spec::ca("Root B").issue(None));
+        let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
+        let mut m = testpki::material(&a, &a1);
+        m.root_cert = format!("{}{}", a.pem(), b.pem()).into_bytes();
+        let now = testpki::now();
+        let since = now.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+        let b_fp = crate::bundle::Fingerprint::of(b.der()).to_string();
+        let history = History {
+            v: HISTORY_VERSION,
+            began: since,
+            roots: vec![
+                RootRecord { fingerprint: crate::bundle::Fingerprint::of(a.der()).to_string(), since: None },
+                RootRecord { fingerprint: b_fp.clone(), since: Some(since) },
+            ],
+            intermediates: Vec::new(),
+        };
+        let fp = root_fp(&m);
+        let st = assess(&view(m.clone(), Some(&history), None, &fp), now, &opts());
+        assert!(st.healthy, "no istio-ca-root-cert is not a problem: {:?}", st.problems);
+        assert_eq!(st.phase, Phase::NewRootPropagating);
+        let next = st.next_step.as_ref().unwrap();
+        assert_eq!(next.step, StepKind::SwitchIntermediate);
+        assert_eq!(next.root.as_ref().unwrap().fingerprint, b_fp);
+        assert_eq!(next.earliest, Some(plus(since, 24 * HOUR)));
+        assert!(!next.safe_now);
+        let later = assess(&view(m, Some(&history), None, &fp), plus(since, 24 * HOUR), &opts());
+        assert!(later.next_step.unwrap().safe_now);
+    }
+
+    #[test]
+    fn the_json_field_names_are_the_documented_ones() {
+        let a = Spec::ca("Root A").issue(None);
+        let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
+        let m = testpki::material(&a, &a1);
+        let fp = root_fp(&m);
+        let st = assess(&view(m, None, Some(a.pem().into()), &fp), testpki::now(), &opts());
+        let json = serde_json::to_value(&st).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let documented = [
+            "namespace",
+            "secret",
+            "now",
+            "trust_propagation_seconds",
+            "cacerts_found",
+            "verdict",
+            "findings",
+            "root_fingerprint",
+            "history_recorded",
+            "history_began",
+            "roots",
+            "live_intermediate",
+            "retired_intermediates",
+            "deployments",
+            "served_roots",
+            "phase",
+            "next_step",
+            "nearest_expiry",
+            "healthy",
+            "problems",
+            "warnings",
+        ];
+        let mut sorted = documented.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted, "serde_json sorts keys");
+        let root = json["roots"][0].as_object().unwrap();
+        for k in
+            ["subject", "fingerprint", "not_after", "in_cacerts_since", "trusted_after", "anchors_live_intermediate"]
+        {
+            assert!(root.contains_key(k), "roots[].{k}");
+        }
+        for k in ["subject", "fingerprint", "not_after", "anchor", "live_since"] {
+            assert!(json["live_intermediate"].get(k).is_some(), "live_intermediate.{k}");
+        }
+        for k in [
+            "name",
+            "recorded_root_fingerprint",
+            "restarted_for_current_roots",
+            "last_restart",
+            "serves_current_roots",
+            "rollout_complete",
+        ] {
+            assert!(json["deployments"][0].get(k).is_some(), "deployments[].{k}");
+        }
+        for k in ["step", "action", "root", "earliest", "safe_now"] {
+            assert!(json["next_step"].get(k).is_some(), "next_step.{k}");
+        }
+        assert_eq!(json["phase"], "steady");
+        assert_eq!(json["roots"][0]["not_after"], "2040-01-01T00:00:00Z");
+    }
 }

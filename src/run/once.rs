@@ -41,7 +41,7 @@ fn failed<E: Classify + std::error::Error + 'static>(command: &str, source: &str
     let class = error.class();
     tracing::error!(
         source,
-        result = "failed",
+        result = if class == FailureClass::Blocked { "blocked" } else { "failed" },
         class = class.as_str(),
         exit_code = class.exit_code(),
         "{command} failed: {}",

@@ -377,7 +377,7 @@ impl Daemon {
         let decision = error.blocked().expect("a refused pass");
         self.failures = 0;
         self.metrics.pass_finished("blocked", seconds);
-        self.metrics.rotation_gates(Some(decision));
+        self.metrics.pass_refused(decision);
         self.health.set_ready();
         let mut wait = self.timing.after_success();
         if let Some(at) = decision.unblock_at() {

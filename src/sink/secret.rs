@@ -35,6 +35,10 @@ pub enum SecretError {
     NotAdopted { namespace: String, name: String },
     #[error("failed to update secret {namespace}/{name}: it kept changing under us ({attempts} conflicting writes)")]
     Conflicts { namespace: String, name: String, attempts: u32 },
+    #[error(
+        "did not update secret {namespace}/{name}: someone else changed its data while we wrote it; the next pass decides again on what it holds now"
+    )]
+    ChangedUnderUs { namespace: String, name: String },
 }
 
 impl Classify for SecretError {
@@ -42,7 +46,7 @@ impl Classify for SecretError {
         match self {
             SecretError::Kube(e) => e.class(),
             SecretError::WrongType { .. } | SecretError::NotAdopted { .. } => FailureClass::Usage,
-            SecretError::Conflicts { .. } => FailureClass::Transient,
+            SecretError::Conflicts { .. } | SecretError::ChangedUnderUs { .. } => FailureClass::Transient,
         }
     }
 }
@@ -146,10 +150,19 @@ impl SecretSink {
         adopt: bool,
     ) -> Result<Written, SecretError> {
         let existed_at_start = current.is_some();
+        // What the caller decided on (the rotation gates, the restart baseline): its data, not its metadata.
+        let decided_on = current.as_ref().map(material_of);
         for attempt in 1..=MAX_CONFLICT_RETRIES {
             let result = match (self.plan(current.as_ref(), material, adopt)?, &current) {
                 (WriteAction::Unchanged, _) => {
                     return Ok(Written { action: WriteAction::Unchanged, secret: current, existed: true });
+                }
+                // Another writer changed the data since the caller decided: its decision no longer holds.
+                _ if attempt > 1 && current.as_ref().map(material_of) != decided_on => {
+                    return Err(SecretError::ChangedUnderUs {
+                        namespace: self.namespace.clone(),
+                        name: self.name.clone(),
+                    });
                 }
                 (action, Some(existing)) => self.patch(existing, material, annotations).await.map(|s| (action, s)),
                 (action, None) => self.create(material, annotations).await.map(|s| (action, s)),

@@ -4,8 +4,73 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::bundle::{self, RawMaterial, Report, ValidationOptions};
+use crate::restart::Baseline;
 use crate::rotation::{self, CaFacts, GateDecision, HISTORY_ANNOTATION, History, RotationOptions};
 use crate::sink::secret::material_of;
+
+use super::{Known, PassError, Syncer, Target, secret_ref};
+
+impl Syncer {
+    /// Judges the change (a `dir:` target keeps no history: no gates). A refused change without
+    /// `--allow-unsafe-rotation` ends the pass here; an overridden one is logged and goes on.
+    pub(super) async fn gate(
+        &self,
+        current: Option<&Secret>,
+        next: &RawMaterial,
+        report: &Report,
+        known: &Known,
+    ) -> Result<Option<GateDecision>, PassError> {
+        let Target::Secret { .. } = &self.target else { return Ok(None) };
+        let decision = judge(current, next, report, jiff::Timestamp::now(), &self.config.rotation);
+        if let Some(d) = decision.as_ref().filter(|d| !d.allowed()) {
+            if !self.config.allow_unsafe_rotation {
+                return Err(self.refuse(d.clone(), current, known).await);
+            }
+            tracing::warn!(blocked_by = %rules(d), "writing a rotation step the time gates refuse (--allow-unsafe-rotation): {}", d.message());
+        }
+        Ok(decision)
+    }
+
+    /// A refused change: publish why, complete the restarts owed for `cacerts` as it is, and return the error.
+    async fn refuse(&self, decision: GateDecision, current: Option<&Secret>, known: &Known) -> PassError {
+        let refusal = Refusal { decision };
+        tracing::warn!(blocked_by = %rules(&refusal.decision),
+            unblock_at = %refusal.decision.unblock_at().map(rotation::format_time).unwrap_or_default(),
+            "{refusal}");
+        let Target::Secret { sink, restarter, events } = &self.target else {
+            return PassError::Blocked(Box::new(refusal));
+        };
+        if !self.config.dry_run {
+            let r = secret_ref(sink, current);
+            events.warning(&r, "RotationBlocked", "Sync", refusal.decision.message()).await;
+        }
+        // The cacerts as it is may still owe restarts (a pass that failed after its write): complete them, as an
+        // unchanged pass would.
+        if let (Some(restarter), Some(fp)) =
+            (restarter, current.and_then(|s| bundle::root_fingerprint(&material_of(s).root_cert).ok()))
+        {
+            let baseline = Baseline::Existing(Some(fp.to_string()));
+            if let Err(error) =
+                restarter.reconcile(fp.as_str(), &baseline, known.deployments.clone(), self.config.dry_run).await
+            {
+                tracing::warn!(error = %crate::error::chain(&error), "failed to complete the istiod restarts owed for cacerts as it is");
+            }
+        }
+        PassError::Blocked(Box::new(refusal))
+    }
+}
+
+/// The blocking rules, `,`-joined (`root-not-propagated,root-still-anchoring`).
+pub fn rules(decision: &GateDecision) -> String {
+    let mut rules: Vec<&str> = decision.blocks.iter().map(|b| b.rule.as_str()).collect();
+    rules.dedup();
+    rules.join(",")
+}
+
+/// The history annotation as it is on `cacerts`.
+pub fn recorded_annotation(secret: Option<&Secret>) -> Option<String> {
+    secret?.metadata.annotations.as_ref()?.get(HISTORY_ANNOTATION).cloned()
+}
 
 /// The gates' verdict on writing `next` over `current`. `None` when the four keys are unchanged: nothing to
 /// judge, and the history stays as it is.

@@ -340,6 +340,8 @@ ONE_FLAG = [
     ({"timeout": "5m"}, "cron", "--timeout=5m"),
     ({"consistencyTimeout": "2m"}, "cron", "--consistency-timeout=2m"),
     ({"expiryWarning": "60d"}, "cron", "--expiry-warning=60d"),
+    ({"trustPropagation": "48h"}, "watch", "--trust-propagation=48h"),
+    ({"allowUnsafeRotation": True}, "cron", "--allow-unsafe-rotation"),
     ({"targetNamespace": "aks-istio-system"}, "cron", "--namespace=aks-istio-system"),
     ({"secretName": "ca2"}, "cron", "--secret=ca2"),
     ({"adopt": False}, "watch", "--no-adopt"),
@@ -484,7 +486,14 @@ def test_rbac_has_no_wildcards_and_no_cluster_scope(values_file: Path) -> None:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, [])
         assert set(rule["verbs"]) <= {"get", "list", "watch", "create", "update", "patch"}
-        assert set(rule["resources"]) <= {"secrets", "deployments", "events", "leases"}
+        assert set(rule["resources"]) <= {"secrets", "deployments", "events", "leases", "configmaps"}
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=VALUES_IDS)
+def test_configmaps_are_read_by_name_only_the_roots_istiod_serves(values_file: Path) -> None:
+    # `status` (and the restart checks) compare istio-ca-root-cert with cacerts: one get, by name.
+    objs = objects(render.load_values(values_file))
+    assert verbs_for(objs, "", "configmaps") == [(("get",), ("istio-ca-root-cert",))]
 
 
 def test_role_lives_in_the_istio_namespace_and_binds_the_release_service_account() -> None:

@@ -168,6 +168,12 @@ to that subcommand (see the CLI contract).
 {{- with $v.expiryWarning }}
 - {{ printf "--expiry-warning=%s" . | quote }}
 {{- end }}
+{{- with $v.trustPropagation }}
+- {{ printf "--trust-propagation=%s" . | quote }}
+{{- end }}
+{{- if $v.allowUnsafeRotation }}
+- "--allow-unsafe-rotation"
+{{- end }}
 {{- end }}
 {{- with $v.timeout }}
 - {{ printf "--timeout=%s" . | quote }}

@@ -130,12 +130,13 @@ async fn a_fleet_rotation_waits_for_a_lagging_cluster_at_every_step_until_it_cat
         vec![generations[0][0] + 1, generations[0][1] + 1],
         "A + B rolls istiod once"
     );
-    // The next step (intermediates under B) is refused while `lag` lacks B, whatever the time.
+    // The next step (intermediates under B) is refused while `lag` lacks B, whatever the time. (Recorded times
+    // round up to the next whole second, so a sleep of two seconds passes a 1 s --trust-propagation.)
     let next = fleet.write_material(
         "under-b",
         &clusters.iter().zip(&under_b).map(|(c, i)| (*c, fleet.plugin_ca(&[&a, &b], i))).collect::<Vec<_>>(),
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (run, check) = fleet.fleet_json("check", ALL, &["--source", &next, "--trust-propagation", "1s"]).await;
     assert_eq!(run.code, 3, "{}", run.all());
     let lag_blocks = blocks_of(&check, "lag");
@@ -161,7 +162,7 @@ async fn a_fleet_rotation_waits_for_a_lagging_cluster_at_every_step_until_it_cat
     assert_eq!(run.code, 3, "B entered lag's cacerts just now: {}", run.all());
     assert!(blocks_of(&check, "lag").iter().all(|b| b["safe_after"].is_string() && b["after_step"].is_null()));
     assert!(check["safe_after"].is_string());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (run, check) = fleet.fleet_json("check", ALL, &["--source", &next, "--trust-propagation", "1s"]).await;
     assert_eq!(run.code, 0, "safe once B is trusted everywhere: {check}");
 
@@ -186,7 +187,7 @@ async fn a_fleet_rotation_waits_for_a_lagging_cluster_at_every_step_until_it_cat
         let bl = blocks_of(&check, c);
         assert!(bl.iter().any(|b| b["rule"] == "root-still-anchoring" && b["safe_after"].is_string()), "{c}: {check}");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (run, _) = fleet.fleet_json("check", ALL, &with_names("1s")).await;
     assert_eq!(run.code, 0, "{}", run.all());
     fleet.synced("east", &["--trust-propagation", "1s"]).await;

@@ -41,9 +41,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "CACERTS_SYNC_KUBECONFIG", value_name = "PATH", help_heading = "Kubernetes")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Kubeconfig context to use instead of the current one (kubectl's --context).
-    #[arg(long, global = true, env = "CACERTS_SYNC_CONTEXT", value_name = "NAME", help_heading = "Kubernetes")]
-    pub context: Option<String>,
+    /// Kubeconfig context to use instead of the current one (kubectl's --context). `fleet` takes it repeatedly (or
+    /// comma-separated), as `NAME` or `NAME=NAMESPACE`; every other command takes one.
+    #[arg(
+        long,
+        global = true,
+        env = "CACERTS_SYNC_CONTEXT",
+        value_name = "NAME",
+        value_delimiter = ',',
+        action = ArgAction::Append,
+        help_heading = "Kubernetes"
+    )]
+    pub context: Vec<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -72,6 +81,8 @@ pub enum Command {
     Man(ManArgs),
     /// Show where a root rotation stands: roots, the live intermediate, istiod, the phase and the next safe step.
     Status(StatusArgs),
+    /// Many clusters sharing one root: `fleet status` and the pre-upload `fleet check`.
+    Fleet(crate::fleet::cli::FleetArgs),
 }
 
 /// Where the material comes from.
@@ -394,12 +405,24 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every subcommand, nested ones (`fleet status`) included.
+    fn leaves(cmd: &clap::Command) -> Vec<&clap::Command> {
+        let mut out = Vec::new();
+        for sub in cmd.get_subcommands() {
+            out.push(sub);
+            out.extend(leaves(sub));
+        }
+        out
+    }
+
     #[test]
     fn every_flag_has_an_env_var_named_after_it() {
         let mut cmd = Cli::command();
         // Building propagates the global flags (--log-format, --kubeconfig, --context) into every subcommand.
         cmd.build();
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let all = leaves(&cmd);
+        assert!(all.iter().any(|s| s.get_name() == "check" && s.get_arguments().any(|a| a.get_id() == "all_contexts")));
+        for sub in all.into_iter().filter(|s| s.get_name() != "help") {
             for arg in sub.get_arguments() {
                 let id = arg.get_id().as_str();
                 // Positional operands (the shell of `completions`) are what the command is about, not settings.

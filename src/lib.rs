@@ -16,6 +16,7 @@
 //! - [`sync`] is one pass; [`run`] runs it once or in a loop ([`run::watch`], with [`admin`]'s health and
 //!   metrics).
 //! - [`shell`] prints completions and man pages; [`plugin`] makes the binary a kubectl plugin.
+//! - [`fleet`] reads many clusters at once: `fleet status` and the pre-upload `fleet check`.
 //! - [`error`] classifies failures into the exit codes every subcommand shares.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fence;
+pub mod fleet;
 pub mod inspect;
 pub mod istiod_roots;
 pub mod k8s;

@@ -6,12 +6,30 @@ pub mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::error::exit;
+use crate::fleet::cli::FleetCommand;
 
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> u8 {
     // Before any subcommand builds a client: kubectl's --kubeconfig/--context apply to every one of them.
-    crate::k8s::configure(crate::k8s::KubeOptions { kubeconfig: cli.kubeconfig, context: cli.context });
-    match cli.command {
+    let mut command = cli.command;
+    match &mut command {
+        // fleet reads several clusters: it takes every --context, and its own client per context.
+        Command::Fleet(args) => {
+            let clusters = match &mut args.command {
+                FleetCommand::Status(a) => &mut a.clusters,
+                FleetCommand::Check(a) => &mut a.clusters,
+            };
+            clusters.contexts = cli.context.clone();
+            clusters.kubeconfig = cli.kubeconfig.clone();
+        }
+        _ if cli.context.len() > 1 => {
+            tracing::error!(contexts = %cli.context.join(","), "invalid command line: --context names one kubeconfig context (only `fleet` reads several)");
+            return exit::USAGE;
+        }
+        _ => {}
+    }
+    crate::k8s::configure(crate::k8s::KubeOptions { kubeconfig: cli.kubeconfig, context: cli.context.into_iter().next() });
+    match command {
         Command::Sync(args) => match crate::config::SyncConfig::from_args(&args) {
             Ok(config) => once::sync(config).await,
             Err(e) => usage(e),
@@ -31,6 +49,16 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Watch(args) => match crate::config::WatchConfig::from_args(&args) {
             Ok(config) => watch::run(config).await,
             Err(e) => usage(e),
+        },
+        Command::Fleet(args) => match args.command {
+            FleetCommand::Status(args) => match crate::fleet::config::FleetStatusConfig::from_args(&args) {
+                Ok(config) => crate::fleet::run::status(config).await,
+                Err(e) => usage(e),
+            },
+            FleetCommand::Check(args) => match crate::fleet::config::FleetCheckConfig::from_args(&args) {
+                Ok(config) => crate::fleet::run::check(config).await,
+                Err(e) => usage(e),
+            },
         },
         Command::Completions(args) => {
             written(crate::shell::completions(&args, "cacerts-sync", &mut std::io::stdout().lock()).map_err(Into::into))

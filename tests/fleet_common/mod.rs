@@ -226,6 +226,43 @@ impl Fleet {
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
     }
 
+    /// What istiod does once it runs the roots in `cacerts`: publish them in `istio-ca-root-cert`.
+    pub fn istiod_loaded(&self, cluster: &str) {
+        let roots = self.secret_value(cluster, "root-cert.pem");
+        self.cluster(cluster).kube.update(
+            "configmaps",
+            NS,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "istio-ca-root-cert", "namespace": NS, "labels": {"istio.io/config": "true"}},
+                "data": {"root-cert.pem": roots}}),
+        );
+    }
+
+    /// Syncs a cluster (must succeed) and lets its istiod load the roots.
+    pub async fn synced(&self, cluster: &str, extra: &[&str]) {
+        let run = self.sync(cluster, extra).await;
+        assert_eq!(run.code, 0, "sync of {cluster}: {}", run.stderr);
+        self.istiod_loaded(cluster);
+    }
+
+    /// Writes each cluster's material into `<dir>/<cluster>/` in the `cacerts` file layout (`--source dir:…/{cluster}`).
+    pub fn write_material(&self, dir: &str, material: &[(&str, PluginCa)]) -> String {
+        for (cluster, ca) in material {
+            self.keys.lock().unwrap().push(ca.ca_key.clone());
+            ca.write_dir(&self.tmp.path().join(dir).join(cluster)).unwrap();
+        }
+        format!("dir:{}/{{cluster}}", self.tmp.path().join(dir).display())
+    }
+
+    /// `fleet <sub> -o json` over `contexts`; the parsed JSON and the run.
+    pub async fn fleet_json(&self, sub: &str, contexts: &str, extra: &[&str]) -> (Run, Value) {
+        let mut args = vec![sub, "--context", contexts, "-o", "json"];
+        args.extend_from_slice(extra);
+        let run = self.fleet(&args).await;
+        let json = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("fleet {sub} JSON: {e}\n{}", run.all()));
+        (run, json)
+    }
+
     /// `metadata.generation` of every istiod revision of a cluster.
     pub fn generations(&self, cluster: &str) -> Vec<i64> {
         REVISIONS

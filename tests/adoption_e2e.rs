@@ -78,10 +78,13 @@ async fn an_adopted_secret_is_labeled_on_its_first_unchanged_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cacerts_holding_the_tls_keys_istiod_prefers_is_refused_with_a_warning() {
     let env = Env::start().await;
-    let (_root, old) = env.pki.valid_plugin_ca();
+    let (root, old) = env.pki.valid_plugin_ca();
     hand_made(&env, &old, &[("tls.crt", &old.ca_cert), ("tls.key", &old.ca_key), ("ca.crt", &old.root_cert)]);
     env.remember_key(&old.ca_key);
-    let (_root, new) = env.pki.valid_plugin_ca();
+    // A new intermediate under the root already in cacerts: a change to write, but not a rotation step the time
+    // gates judge unsafe (a cacerts without history counts its roots as propagated, and no root is dropped). This
+    // test is about the tls.* refusal, which must come from the target Secret, not from the gates.
+    let new = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
     env.upload(&new);
     let before = env.secret().unwrap();
 

@@ -850,7 +850,7 @@ async fn events_are_validated_like_the_apiserver_does() {
 /// the suite rests on this rule.)
 #[tokio::test]
 async fn deployment_generation_moves_by_one_per_spec_change_and_never_otherwise() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.set_auto_rollout(None);
     server.create("deployments", "istio-system", istiod("istiod"));
     let deployments: Api<Deployment> = Api::namespaced(admin_client(&server).await, "istio-system");
@@ -874,7 +874,7 @@ async fn deployment_generation_moves_by_one_per_spec_change_and_never_otherwise(
 
 #[tokio::test]
 async fn a_simulated_istiod_publishes_cacerts_roots_after_a_rollout_and_its_own_ca_without_cacerts() {
-    let server = KubeTestServer::start().await;
+    let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     server.simulate_istiod_roots(true);
     server.set_auto_rollout(Some(Duration::from_millis(50)));
     let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =

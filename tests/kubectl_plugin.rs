@@ -165,6 +165,9 @@ async fn the_namespace_flag_works_before_the_subcommand_as_kubectl_users_type_it
     }
 
     // A subcommand that writes honours it too: the dry run diffs against mesh-b's cacerts (another root).
+    // Replacing mesh-b's root outright is a rotation step the time gates refuse (it drops the root anchoring the
+    // live intermediate); this test is about where `-n` lands, not rotation safety (tests/rotation_gates*), so it
+    // overrides them to get the diff of a write.
     let url = env.kv.vault_url();
     let args = [
         "cacerts",
@@ -172,6 +175,7 @@ async fn the_namespace_flag_works_before_the_subcommand_as_kubectl_users_type_it
         "mesh-b",
         "sync",
         "--dry-run",
+        "--allow-unsafe-rotation",
         "--vault-url",
         &url,
         "--disable-challenge-resource-verification",

@@ -78,10 +78,9 @@ async fn the_plain_manifests_role_is_enough_for_sync_and_the_istiod_restart() {
     assert_eq!(other.code, 4, "{}", other.stderr);
 
     // `status` reads cacerts, istiod and istio-ca-root-cert (by name) with the same Role.
-    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "istio-ca-root-cert", "namespace": common::NS},
-        "data": {"root-cert.pem": env.secret_value("root-cert.pem")}});
-    env.kube.create("configmaps", common::NS, cm);
+    // istiod serves cacerts' roots: written as istiod writes it (create, or update when the simulated istiod of
+    // the --wait step above already published it), like `kubectl apply`.
+    env.kube.set_istio_ca_root_cert(common::NS, &env.secret_value("root-cert.pem"));
     let mut cmd = env.command("workload-identity", &["status", "-o", "json"]);
     cmd.env("KUBECONFIG", &kubeconfig);
     let status = env.output(cmd).await;
@@ -192,15 +191,15 @@ async fn with_named_istiod_deployments_the_charts_role_patches_only_those() {
     std::fs::write(&values, "istiodDeployments: [istiod-1-22]\n").unwrap();
     let base = repo().join("tests/chart/values/cron-aks-workload-identity.yaml");
     let kubeconfig = env.limited_kubeconfig("chart-named-role", rules_of(&chart_role(&[&base, &values])));
-    let (_a, ca) = env.pki.valid_plugin_ca();
+    let (a, ca) = env.pki.valid_plugin_ca();
     env.upload(&ca);
 
     let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "istiod-1-22"]).await;
     assert_eq!(run.code, 0, "create (a PATCH-free first write) + restart by name: {}", run.stderr);
     assert_eq!(env.generation("istiod-1-22"), 2, "the named Deployment was restarted");
     assert_eq!(env.generation("not-istiod"), 1);
+    // Adding a root (the runbook's first step, never refused by the time gates) keeps the live intermediate.
     let b = env.pki.root_b();
-    let a = env.pki.root_a();
     env.upload(&env.pki.plugin_ca(&[&a, &b], &env.pki.default_intermediate(&a)));
     let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "istiod-1-22"]).await;
     assert_eq!(run.code, 0, "the Secret is patched without `update`: {}", run.stderr);

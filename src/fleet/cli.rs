@@ -88,3 +88,17 @@ pub struct FleetCheckArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 }
+
+impl FleetArgs {
+    /// Hands the global `--context` (every one: fleet reads several clusters) and `--kubeconfig` to the fleet
+    /// subcommand's [`ClustersArgs`], which does not parse them itself. The one place that does so, for `run` and
+    /// the tests alike.
+    pub fn take_global_cluster_flags(&mut self, context: &[String], kubeconfig: Option<&PathBuf>) {
+        let clusters = match &mut self.command {
+            FleetCommand::Status(a) => &mut a.clusters,
+            FleetCommand::Check(a) => &mut a.clusters,
+        };
+        clusters.contexts = context.to_vec();
+        clusters.kubeconfig = kubeconfig.cloned();
+    }
+}

@@ -214,7 +214,8 @@ mod tests {
         let mut argv = vec!["cacerts-sync", "fleet", "check"];
         argv.extend_from_slice(args);
         let cli = crate::cli::Cli::try_parse_from(argv).expect("parses");
-        let crate::cli::Command::Fleet(fleet) = cli.command else { unreachable!() };
+        let crate::cli::Command::Fleet(mut fleet) = cli.command else { unreachable!() };
+        fleet.take_global_cluster_flags(&cli.context, cli.kubeconfig.as_ref());
         let super::super::cli::FleetCommand::Check(check) = fleet.command else { unreachable!() };
         FleetCheckConfig::from_args(&check)
     }

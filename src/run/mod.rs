@@ -14,21 +14,17 @@ pub async fn main(cli: Cli) -> u8 {
     let mut command = cli.command;
     match &mut command {
         // fleet reads several clusters: it takes every --context, and its own client per context.
-        Command::Fleet(args) => {
-            let clusters = match &mut args.command {
-                FleetCommand::Status(a) => &mut a.clusters,
-                FleetCommand::Check(a) => &mut a.clusters,
-            };
-            clusters.contexts = cli.context.clone();
-            clusters.kubeconfig = cli.kubeconfig.clone();
-        }
+        Command::Fleet(args) => args.take_global_cluster_flags(&cli.context, cli.kubeconfig.as_ref()),
         _ if cli.context.len() > 1 => {
             tracing::error!(contexts = %cli.context.join(","), "invalid command line: --context names one kubeconfig context (only `fleet` reads several)");
             return exit::USAGE;
         }
         _ => {}
     }
-    crate::k8s::configure(crate::k8s::KubeOptions { kubeconfig: cli.kubeconfig, context: cli.context.into_iter().next() });
+    crate::k8s::configure(crate::k8s::KubeOptions {
+        kubeconfig: cli.kubeconfig,
+        context: cli.context.into_iter().next(),
+    });
     match command {
         Command::Sync(args) => match crate::config::SyncConfig::from_args(&args) {
             Ok(config) => once::sync(config).await,

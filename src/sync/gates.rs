@@ -49,7 +49,8 @@ impl Syncer {
         let roots = current.map(|s| material_of(s).root_cert.clone()).unwrap_or_default();
         if let (Some(restarter), Ok(fp)) = (restarter, bundle::root_fingerprint(&roots)) {
             let baseline = Baseline::Existing(Some(fp.to_string()));
-            let observed = Observed { deployments: known.deployments.clone(), istiod_roots: known.istiod_roots.clone() };
+            let observed =
+                Observed { deployments: known.deployments.clone(), istiod_roots: known.istiod_roots.clone() };
             if let Err(error) = restarter.reconcile(fp.as_str(), &roots, &baseline, observed, self.config.dry_run).await
             {
                 tracing::warn!(error = %crate::error::chain(&error), "failed to complete the istiod restarts owed for cacerts as it is");

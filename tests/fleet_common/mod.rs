@@ -62,7 +62,8 @@ impl Fleet {
         let kv = KeyVaultEmulator::start().await;
         let mut clusters = Vec::new();
         for name in names {
-            let kube = KubeTestServer::start().await;
+            // A cluster with Istio installed: its namespace exists before istiod does.
+            let kube = KubeTestServer::start_seeded(&[NS]).await;
             for (deployment, revision) in REVISIONS {
                 kube.create("deployments", NS, istiod(deployment, revision));
             }

@@ -340,7 +340,7 @@ topologySpreadConstraints:
 Seconds in a humantime duration as the tool reads it ("2m", "90s", "1h30m", "5min"). Fails on units it
 does not know, so a typo cannot silently shorten the grace period. Call with (dict "name" "timeout" "value" "2m").
 */}}
-{{- define "cacerts-sync.seconds" -}}
+{{- define "cacerts-sync.durationSeconds" -}}
 {{- $in := .value }}
 {{- $total := 0 }}
 {{- $parts := regexFindAll "[0-9]+ *[a-zA-Z]*" $in -1 }}
@@ -369,10 +369,10 @@ A value set by hand below the sum fails the render.
 */}}
 {{- define "cacerts-sync.terminationGracePeriodSeconds" -}}
 {{- $v := .Values }}
-{{- $timeout := include "cacerts-sync.seconds" (dict "name" "timeout" "value" (default "2m" $v.timeout)) | atoi }}
+{{- $timeout := include "cacerts-sync.durationSeconds" (dict "name" "timeout" "value" (default "2m" $v.timeout)) | atoi }}
 {{- $wait := 0 }}
 {{- if and $v.wait $v.restart }}
-{{- $wait = include "cacerts-sync.seconds" (dict "name" "waitTimeout" "value" (default "5m" $v.waitTimeout)) | atoi }}
+{{- $wait = include "cacerts-sync.durationSeconds" (dict "name" "waitTimeout" "value" (default "5m" $v.waitTimeout)) | atoi }}
 {{- end }}
 {{- $needed := add $timeout $wait 5 }}
 {{- $set := $v.watch.terminationGracePeriodSeconds }}

@@ -207,8 +207,13 @@ async fn a_rotation_in_key_vault_reaches_cacerts_on_the_next_pass() {
     let second = env.pki.plugin_ca(&[&root], &env.pki.default_intermediate(&root));
     env.upload(&second);
     wait_for_secret(&env, &d, &second, Duration::from_secs(20)).await;
+    // The pass's summary line is written after its write lands: poll for it rather than racing the log pipe.
+    assert!(
+        wait_until(Duration::from_secs(10), async || d.logs().contains("pass finished: updated")).await,
+        "{}",
+        d.logs()
+    );
     let logs = d.logs();
-    assert!(logs.contains("pass finished: updated"), "{logs}");
     env.assert_no_key_bytes(&logs);
 }
 

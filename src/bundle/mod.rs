@@ -109,6 +109,8 @@ pub(crate) mod testpki;
 mod tests;
 #[cfg(test)]
 mod tests_istiod;
+#[cfg(test)]
+mod tests_outputs;
 
 use std::fmt;
 

@@ -2,151 +2,29 @@
 //! emulator and the Kubernetes test server. Every wait polls with a timeout; nothing asserts on timings.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cacerts_testkit::keyvault::Fault as KvFault;
 use cacerts_testkit::pki::{IntermediateOpts, PluginCa, Validity};
 use common::{Env, NS, fingerprint};
+use daemon::{Daemon, metric, wait_until};
 use serde_json::json;
-
-/// A running `cacerts-sync watch`.
-struct Daemon {
-    child: tokio::process::Child,
-    pid: u32,
-    admin: String,
-    log: PathBuf,
-    http: reqwest::Client,
-}
 
 impl Env {
     fn watch(&self, name: &str, extra: &[&str]) -> Daemon {
-        self.watch_as(name, None, extra)
+        daemon::watch(self, name, None, extra)
     }
 
     /// Starts the daemon; `kubeconfig` overrides the admin kubeconfig (to tell replicas apart by user).
     fn watch_as(&self, name: &str, kubeconfig: Option<&Path>, extra: &[&str]) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let admin_addr = format!("127.0.0.1:{port}");
-        let url = self.kv.vault_url();
-        let mut args = vec![
-            "watch",
-            "--vault-url",
-            url.as_str(),
-            "--disable-challenge-resource-verification",
-            "--jitter",
-            "0s",
-            "--admin-addr",
-            admin_addr.as_str(),
-        ];
-        args.extend_from_slice(extra);
-        let log = self.path(&format!("{name}.log"));
-        let mut cmd = self.command("workload-identity", &args);
-        if let Some(bin) = std::env::var_os("WATCH_TEST_BIN") {
-            // Same environment, another build (e.g. target/release/cacerts-sync for the memory numbers).
-            let std_cmd = cmd.as_std();
-            let mut other = std::process::Command::new(bin);
-            other.env_clear().args(std_cmd.get_args());
-            for (k, v) in std_cmd.get_envs() {
-                if let Some(v) = v {
-                    other.env(k, v);
-                }
-            }
-            cmd = tokio::process::Command::from(other);
-            cmd.kill_on_drop(true);
-        }
-        cmd.env("RUST_LOG", "info,cacerts_sync=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-        if let Some(k) = kubeconfig {
-            cmd.env("KUBECONFIG", k);
-        }
-        let child = cmd.spawn().expect("spawn cacerts-sync watch");
-        let pid = child.id().unwrap();
-        Daemon { child, pid, admin: format!("http://{admin_addr}"), log, http: reqwest::Client::new() }
+        daemon::watch(self, name, kubeconfig, extra)
     }
-}
-
-impl Drop for Daemon {
-    // A failed test shows what the daemon said (WATCH_TEST_LOGS=1 shows it always).
-    fn drop(&mut self) {
-        if std::thread::panicking() || std::env::var_os("WATCH_TEST_LOGS").is_some() {
-            eprintln!("---- {} ----\n{}", self.log.display(), self.logs());
-        }
-    }
-}
-
-impl Daemon {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// (status, body) of an admin path; `None` while the server is not up.
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let response =
-            self.http.get(format!("{}{path}", self.admin)).timeout(Duration::from_secs(2)).send().await.ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.unwrap_or_default()))
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics").await.map(|(_, body)| body).unwrap_or_default()
-    }
-
-    /// The value of one series (`name` or `name{labels}` exactly as exposed), if present.
-    async fn metric(&self, series: &str) -> Option<f64> {
-        metric(&self.metrics().await, series)
-    }
-
-    async fn ready(&self) -> bool {
-        matches!(self.get("/readyz").await, Some((200, _)))
-    }
-
-    fn signal(&self, name: &str) {
-        let status =
-            std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid.to_string()).status().unwrap();
-        assert!(status.success(), "kill -{name} {}", self.pid);
-    }
-
-    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!("cacerts-sync watch did not exit within {timeout:?}; log:\n{}", self.logs()),
-        }
-    }
-
-    /// Resident set size in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-/// Polls `cond` every 100 ms until it holds or `timeout` passes; returns whether it held.
-async fn wait_until(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The value of a series in OpenMetrics text: `name` or `name{labels}` verbatim.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Every series of the metric `name`: (labels, value).

@@ -1,5 +1,5 @@
 //! A running `cacerts-sync watch` for end-to-end tests: the real binary as a child process, its log file and
-//! its admin endpoints. (tests/watch.rs has its own older copy of this harness.)
+//! its admin endpoints. Used by tests/watch.rs, tests/watch_safety.rs and others through `#[path]`.
 #![allow(dead_code)]
 
 use std::process::{ExitStatus, Stdio};
@@ -11,9 +11,9 @@ use crate::common::Env;
 pub struct Daemon {
     pub child: tokio::process::Child,
     pub pid: u32,
-    admin: String,
+    pub admin: String,
     log: std::path::PathBuf,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 /// Starts `cacerts-sync watch` with `extra` flags (and no jitter), as the given kubeconfig if any.
@@ -34,6 +34,19 @@ pub fn watch(env: &Env, name: &str, kubeconfig: Option<&std::path::Path>, extra:
     args.extend_from_slice(extra);
     let log = env.path(&format!("{name}.log"));
     let mut cmd = env.command("workload-identity", &args);
+    if let Some(bin) = std::env::var_os("WATCH_TEST_BIN") {
+        // Same environment, another build (e.g. target/release/cacerts-sync for the memory numbers).
+        let std_cmd = cmd.as_std();
+        let mut other = std::process::Command::new(bin);
+        other.env_clear().args(std_cmd.get_args());
+        for (k, v) in std_cmd.get_envs() {
+            if let Some(v) = v {
+                other.env(k, v);
+            }
+        }
+        cmd = tokio::process::Command::from(other);
+        cmd.kill_on_drop(true);
+    }
     cmd.env("RUST_LOG", "info,cacerts_sync=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
@@ -59,19 +72,39 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// (status, body) of an admin path; `None` while the server is not up.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response =
+            self.http.get(format!("{}{path}", self.admin)).timeout(Duration::from_secs(2)).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
     /// The `/metrics` text ("" while the server is not up).
     pub async fn metrics(&self) -> String {
-        let response = self.http.get(format!("{}/metrics", self.admin)).timeout(Duration::from_secs(2)).send().await;
-        match response {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        self.get("/metrics").await.map(|(_, body)| body).unwrap_or_default()
     }
 
     /// The value of one series (`name` or `name{labels}` exactly as exposed), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        metric(&self.metrics().await, series)
+    }
+
+    pub async fn ready(&self) -> bool {
+        matches!(self.get("/readyz").await, Some((200, _)))
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status =
+            std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid.to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} {}", self.pid);
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
@@ -92,4 +125,12 @@ pub async fn wait_until(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cond().await
+}
+
+/// The value of a series in OpenMetrics text: `name` or `name{labels}` verbatim.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }

@@ -70,7 +70,13 @@ echo "==> installing Python packages for the chart tests"
 python3 -m pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
 
 echo "==> Rust tests"
-cargo test --workspace --locked --no-fail-fast
+# The fault suites append each checked case's outcome here; docs/faults.md must be exactly their table.
+fault_log="$PWD/target/fault-cases.log"
+rm -f "$fault_log"
+CACERTS_SYNC_FAULT_LOG="$fault_log" cargo test --workspace --locked --no-fail-fast
+
+echo "==> docs/faults.md against this run's fault-matrix outcomes"
+python3 tests/faults/table.py --check "$fault_log"
 
 echo "==> Helm chart tests (alert rules and dashboard with promtool), docs links"
 python3 -m pytest tests/chart tests/docs -q -p no:cacheprovider

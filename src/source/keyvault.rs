@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientOptions, RetryOptions};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions};
 use azure_identity::{
-    AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId, WorkloadIdentityCredential,
+    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 use azure_security_keyvault_secrets::{ResourceExt as _, SecretClient, SecretClientOptions};
 
@@ -125,17 +126,7 @@ impl VaultSource {
         let secret = model.map_err(|source| {
             self.vault_error(name, "the response could not be decoded", FailureClass::Transient, None, source)
         })?;
-        let version = secret.resource_id().ok().and_then(|id| id.version).unwrap_or_default();
-        let value = secret.value.unwrap_or_default().into_bytes();
-        if value.len() > MAX_SECRET_BYTES {
-            return Err(SourceError::TooLarge {
-                origin: self.url.clone(),
-                role,
-                size: value.len() as u64,
-                limit: MAX_SECRET_BYTES,
-            });
-        }
-        Ok((value, version))
+        decode_secret(&self.url, role, secret)
     }
 
     fn classify(&self, role: SecretRole, name: &str, err: azure_core::Error) -> SourceError {
@@ -163,10 +154,26 @@ impl VaultSource {
                 };
                 self.vault_error(name, &message, class, retry_after, err)
             }
-            ErrorKind::Credential => {
-                let message = format!("authentication failed with {}", self.credential);
-                self.vault_error(name, &message, FailureClass::Auth, None, err)
-            }
+            ErrorKind::Credential => match token_endpoint_status(&err) {
+                // Entra itself failed (5xx, 429, 408) or could not be reached: not a verdict on our identity.
+                Some(TokenFailure::Unavailable(status)) => {
+                    let message = match status {
+                        Some(code) => format!(
+                            "the Entra token endpoint answered HTTP {code} (after {CREDENTIAL_RETRIES} retries); authentication with {} could not finish",
+                            self.credential
+                        ),
+                        None => format!(
+                            "the Entra token endpoint could not be reached; authentication with {} could not finish",
+                            self.credential
+                        ),
+                    };
+                    self.vault_error(name, &message, FailureClass::Transient, None, err)
+                }
+                _ => {
+                    let message = format!("authentication failed with {}", self.credential);
+                    self.vault_error(name, &message, FailureClass::Auth, None, err)
+                }
+            },
             _ if text.contains("invalid peer certificate") => self.vault_error(
                 name,
                 "the vault's TLS certificate is not trusted (check SSL_CERT_FILE / SSL_CERT_DIR)",
@@ -205,14 +212,93 @@ impl VaultSource {
     }
 }
 
+/// The value and version of a Key Vault GET answer (the SDK's decoded model). Pure.
+///
+/// The value is the secret's `value` (absent reads as empty) and must be at most [`MAX_SECRET_BYTES`]
+/// ([`SourceError::TooLarge`] naming `origin` otherwise); the version is the last segment of its `id`
+/// (`https://NAME.vault.azure.net/secrets/NAME/VERSION`), empty when the id is absent or not of that form.
+pub fn decode_secret(
+    origin: &str,
+    role: SecretRole,
+    secret: azure_security_keyvault_secrets::models::Secret,
+) -> Result<(Vec<u8>, String), SourceError> {
+    let version = secret.resource_id().ok().and_then(|id| id.version).unwrap_or_default();
+    let value = secret.value.unwrap_or_default().into_bytes();
+    if value.len() > MAX_SECRET_BYTES {
+        return Err(SourceError::TooLarge {
+            origin: origin.to_owned(),
+            role,
+            size: value.len() as u64,
+            limit: MAX_SECRET_BYTES,
+        });
+    }
+    Ok((value, version))
+}
+
 /// `error.innererror.code` of a Key Vault error body (`SecretDisabled` for a GET of a disabled secret).
 fn inner_error_code(raw: Option<&azure_core::http::RawResponse>) -> Option<String> {
-    let body: azure_core::error::ErrorResponse = serde_json::from_slice(raw?.body().as_ref()).ok()?;
+    inner_error_code_of(raw?.body().as_ref())
+}
+
+/// `error.innererror.code` of a Key Vault error body, from its bytes (`None` when the body is not such JSON or
+/// has no inner code). Pure.
+pub fn inner_error_code_of(body: &[u8]) -> Option<String> {
+    let body: azure_core::error::ErrorResponse = serde_json::from_slice(body).ok()?;
     body.error?.inner_error?.code
 }
 
-/// `Retry-After` in seconds (Key Vault sends delta-seconds).
-fn parse_retry_after(value: &str) -> Option<Duration> {
+/// Why a credential failed to get a token.
+#[derive(Debug, PartialEq, Eq)]
+enum TokenFailure {
+    /// Entra answered a status worth retrying (5xx, 429, 408), or (`None`) the connection failed.
+    Unavailable(Option<u16>),
+    /// Entra refused us (4xx): wrong tenant, client, secret or federation.
+    Refused,
+}
+
+/// Looks through a credential error for the token endpoint's HTTP answer. `azure_identity` wraps the
+/// `HttpResponse` (or `Io`/`Connection`) error of its token request in an `ErrorKind::Credential` error.
+fn token_endpoint_status(err: &azure_core::Error) -> Option<TokenFailure> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(inner) = e.downcast_ref::<azure_core::Error>() {
+            match inner.kind() {
+                ErrorKind::HttpResponse { status, .. } => {
+                    let code = u16::from(*status);
+                    return Some(if code >= 500 || code == 429 || code == 408 {
+                        TokenFailure::Unavailable(Some(code))
+                    } else {
+                        TokenFailure::Refused
+                    });
+                }
+                ErrorKind::Io | ErrorKind::Connection => return Some(TokenFailure::Unavailable(None)),
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Retries of one token request inside `azure_identity` (its default is 8 over up to a minute, which made a
+/// down token endpoint end a pass only at `--timeout`). Our own per-GET retries (1, 2, 4 s) come on top.
+const CREDENTIAL_RETRIES: u32 = 2;
+
+/// The pipeline options of every credential: a short, bounded retry of the token endpoint.
+fn credential_client_options() -> ClientOptions {
+    ClientOptions {
+        retry: RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(250),
+            max_retries: CREDENTIAL_RETRIES,
+            max_total_elapsed: azure_core::time::Duration::seconds(5),
+            max_delay: azure_core::time::Duration::seconds(2),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `Retry-After` in seconds (Key Vault sends delta-seconds; an HTTP date or anything else reads as `None`). Pure.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
@@ -276,7 +362,11 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                     ));
                 }
             }
-            let credential = WorkloadIdentityCredential::new(None)
+            let options = WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions { client_options: credential_client_options() },
+                ..Default::default()
+            };
+            let credential = WorkloadIdentityCredential::new(Some(options))
                 .map_err(|e| fail("workload identity", crate::error::chain(&e)))?;
             (credential, "workload identity".into())
         }
@@ -289,7 +379,12 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                     "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET must all be set".into(),
                 ));
             };
-            let credential = ClientSecretCredential::new(&tenant, client, Secret::new(secret), None)
+            let credential = ClientSecretCredential::new(
+                &tenant,
+                client,
+                Secret::new(secret),
+                Some(ClientSecretCredentialOptions { client_options: credential_client_options() }),
+            )
                 .map_err(|e| fail("service principal", crate::error::chain(&e)))?;
             (credential, "service principal (client secret)".into())
         }
@@ -297,6 +392,7 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
             let id = config.managed_identity_client_id.clone();
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: id.clone().map(UserAssignedId::ClientId),
+                client_options: credential_client_options(),
                 ..Default::default()
             };
             let credential = ManagedIdentityCredential::new(Some(options))
@@ -325,5 +421,39 @@ mod tests {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after(" 10 "), Some(Duration::from_secs(10)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    /// How `azure_identity` 1.0 reports a failed token request: `authentication_error` wraps the pipeline's
+    /// `HttpResponse` error (or its `Io`/`Connection` error) in an `ErrorKind::Credential` error.
+    fn credential_error(inner: azure_core::Error) -> azure_core::Error {
+        azure_core::Error::with_error(ErrorKind::Credential, inner, "WorkloadIdentityCredential authentication failed")
+    }
+
+    fn http(status: azure_core::http::StatusCode) -> azure_core::Error {
+        azure_core::Error::with_message(ErrorKind::HttpResponse { status, error_code: None, raw_response: None }, "x")
+    }
+
+    #[test]
+    fn entra_5xx_429_408_and_connection_failures_are_unavailable_and_4xx_is_refused() {
+        use azure_core::http::StatusCode;
+        for (status, code) in [
+            (StatusCode::ServiceUnavailable, 503),
+            (StatusCode::InternalServerError, 500),
+            (StatusCode::TooManyRequests, 429),
+            (StatusCode::RequestTimeout, 408),
+        ] {
+            assert_eq!(
+                token_endpoint_status(&credential_error(http(status))),
+                Some(TokenFailure::Unavailable(Some(code)))
+            );
+        }
+        for status in [StatusCode::BadRequest, StatusCode::Unauthorized, StatusCode::Forbidden] {
+            assert_eq!(token_endpoint_status(&credential_error(http(status))), Some(TokenFailure::Refused));
+        }
+        let io = azure_core::Error::with_message(ErrorKind::Io, "connection refused");
+        assert_eq!(token_endpoint_status(&credential_error(io)), Some(TokenFailure::Unavailable(None)));
+        // A credential that failed before any request (a missing token file) is not about the endpoint.
+        let local = azure_core::Error::with_message(ErrorKind::Credential, "no token file");
+        assert_eq!(token_endpoint_status(&local), None);
     }
 }

@@ -18,6 +18,17 @@ pub struct Daemon {
 
 /// Starts `cacerts-sync watch` with `extra` flags (and no jitter), as the given kubeconfig if any.
 pub fn watch(env: &Env, name: &str, kubeconfig: Option<&std::path::Path>, extra: &[&str]) -> Daemon {
+    watch_logging(env, name, kubeconfig, extra, "info,cacerts_sync=debug")
+}
+
+/// [`watch`] with another `RUST_LOG` (the soak logs at `info`: thousands of passes at debug are hundreds of MB).
+pub fn watch_logging(
+    env: &Env,
+    name: &str,
+    kubeconfig: Option<&std::path::Path>,
+    extra: &[&str],
+    rust_log: &str,
+) -> Daemon {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let admin_addr = format!("127.0.0.1:{port}");
     let url = env.kv.vault_url();
@@ -47,7 +58,7 @@ pub fn watch(env: &Env, name: &str, kubeconfig: Option<&std::path::Path>, extra:
         cmd = tokio::process::Command::from(other);
         cmd.kill_on_drop(true);
     }
-    cmd.env("RUST_LOG", "info,cacerts_sync=debug")
+    cmd.env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     if let Some(k) = kubeconfig {
@@ -62,7 +73,11 @@ impl Drop for Daemon {
     // A failed test shows what the daemon said (WATCH_TEST_LOGS=1 shows it always).
     fn drop(&mut self) {
         if std::thread::panicking() || std::env::var_os("WATCH_TEST_LOGS").is_some() {
-            eprintln!("---- {} ----\n{}", self.log.display(), self.logs());
+            // The last 400 lines: a soak's whole log would drown the failure.
+            let logs = self.logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            let tail = lines[lines.len().saturating_sub(400)..].join("\n");
+            eprintln!("---- {} (last {} lines) ----\n{tail}", self.log.display(), lines.len().min(400));
         }
     }
 }

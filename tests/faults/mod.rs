@@ -9,7 +9,8 @@
 //!   annotation of `cacerts` or the Deployments.
 //!
 //! After the checks it prints one line `FAULT-CASE {json}` to stdout; `tests/faults/table.py` turns those lines
-//! into the table in `docs/faults.md` (run it with `--nocapture`).
+//! into the table in `docs/faults.md` (run it with `--nocapture`). With `CACERTS_SYNC_FAULT_LOG=FILE` the line
+//! is also appended to FILE, which `tests/run.sh` hands to `table.py --check` so CI fails on a stale table.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -222,6 +223,12 @@ pub fn report(name: &str, fault: &str, exit: i32, last_line: &str, cacerts: Cace
         "rollouts": rollouts.iter().map(i64::to_string).collect::<Vec<_>>().join("/"),
     });
     println!("FAULT-CASE {line}");
+    // tests/run.sh collects the outcomes in a file and checks docs/faults.md against them.
+    if let Some(path) = std::env::var_os("CACERTS_SYNC_FAULT_LOG") {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the fault log");
+        writeln!(file, "FAULT-CASE {line}").expect("append to the fault log");
+    }
 }
 
 fn suite() -> String {

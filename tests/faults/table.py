@@ -8,6 +8,8 @@ so it shows up as missing and the script exits 1.
 
     python3 tests/faults/table.py            # runs cargo test for the fault suites, writes docs/faults.md
     cargo test --test faults_kube -- --nocapture | python3 tests/faults/table.py -
+    python3 tests/faults/table.py --check F  # F: the lines the suites appended (CACERTS_SYNC_FAULT_LOG=F);
+                                             # exits 1 if a case is missing or docs/faults.md is not their table
 """
 
 from __future__ import annotations
@@ -96,7 +98,33 @@ def render(rows: list[dict]) -> str:
     return "".join(parts)
 
 
+def missing_cases(rows: list[dict]) -> list[str]:
+    seen = {(r["suite"], r["case"]) for r in rows}
+    return [f"{s}::{c}" for s, names in declared_cases().items() for c in names if (s, c) not in seen]
+
+
+def check(log: Path) -> int:
+    """CI: the table in docs/faults.md must be exactly what this run's outcomes render to."""
+    rows = collect(log.read_text()) if log.exists() else []
+    missing = missing_cases(rows)
+    if missing:
+        print(f"cases without an outcome in {log}: {missing}", file=sys.stderr)
+        return 1
+    want, have = render(rows), OUT.read_text()
+    if want != have:
+        import difflib
+
+        diff = difflib.unified_diff(have.splitlines(), want.splitlines(), "docs/faults.md", "this run", lineterm="")
+        print("\n".join(diff), file=sys.stderr)
+        print("docs/faults.md is stale: run `python3 tests/faults/table.py` and commit it", file=sys.stderr)
+        return 1
+    print(f"docs/faults.md matches this run ({len(rows)} cases)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[1:2] == ["--check"] and len(argv) == 3:
+        return check(Path(argv[2]))
     if argv[1:] == ["-"]:
         text = sys.stdin.read()
     else:
@@ -111,8 +139,7 @@ def main(argv: list[str]) -> int:
             print("the fault suites failed; docs/faults.md not written", file=sys.stderr)
             return 1
     rows = collect(text)
-    seen = {(r["suite"], r["case"]) for r in rows}
-    missing = [f"{s}::{c}" for s, names in declared_cases().items() for c in names if (s, c) not in seen]
+    missing = missing_cases(rows)
     if missing and argv[1:] != ["-"]:
         print(f"cases without an outcome: {missing}", file=sys.stderr)
         return 1

@@ -157,6 +157,7 @@ pub async fn run(config: WatchConfig) -> u8 {
         lease: lease_config.clone().map(|l| (client.clone(), l)),
         last_good: None,
         failures: 0,
+        phased: false,
         heal_failures: 0,
     };
     tracing::info!(source = %daemon.source, namespace = %daemon.namespace, secret = %daemon.secret,
@@ -243,6 +244,8 @@ struct Daemon {
     fenced: bool,
     last_good: Option<LastGood>,
     failures: u32,
+    /// The first good pass happened, and the one after it was put at a random point of the interval.
+    phased: bool,
     heal_failures: u32,
 }
 
@@ -292,8 +295,10 @@ impl Daemon {
         if leader && leadership.is_some() {
             tracing::info!("acquired the lease: this replica is the leader");
         }
-        // The first pass runs at once (no jitter), so a new replica gets ready quickly.
-        let mut next_pass = Instant::now();
+        // The first pass comes within --jitter (0 s by default in tests), so a new replica gets ready quickly and
+        // a fleet whose pods start together does not hit the vault in one second; the pass after it is put at
+        // a random point of the interval (see `Timing::after_first_success`).
+        let mut next_pass = Instant::now() + self.timing.jitter();
         let mut heal_retry: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
@@ -437,7 +442,11 @@ impl Daemon {
                 self.metrics.pass_finished(result, seconds);
                 self.metrics.pass_succeeded(&report.report, &restarted);
                 self.health.set_ready();
-                let wait = self.timing.after_success();
+                let wait = if std::mem::replace(&mut self.phased, true) {
+                    self.timing.after_success()
+                } else {
+                    self.timing.after_first_success()
+                };
                 tracing::info!(
                     source = %report.source,
                     versions = %report.versions.as_ref().map(|v| v.to_string()).unwrap_or_default(),

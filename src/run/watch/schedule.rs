@@ -1,8 +1,13 @@
 //! When the next pass runs: `--interval` or `--schedule` (cron, UTC), plus `--jitter`, and the backoff after
 //! a failed pass.
 //!
-//! - The first pass runs immediately at start, without jitter (so a new replica becomes ready quickly), and
-//!   so does the first pass after this replica becomes the leader.
+//! - The first pass runs within a random `[0, --jitter]` of the start (so a new replica becomes ready within
+//!   seconds, and a fleet whose pods all start together is spread over the jitter); the first pass after this
+//!   replica becomes the leader runs at once.
+//! - With `--interval` and a non-zero `--jitter`, the pass after the first good one comes at a uniformly random
+//!   point of the interval: from then on a fleet's passes are spread over the whole interval. (Jitter alone
+//!   only spreads them like a random walk, a few seconds per pass.) With `--schedule` (cron) passes keep to the
+//!   cron times plus jitter: spreading them is the jitter's job.
 //! - Every later pass waits for the schedule, then a random jitter in `[0, --jitter]`.
 //! - After a failure the next attempt comes after an exponential backoff (5 s, 10 s, 20 s, …), never later
 //!   than the next scheduled pass, and never earlier than a `Retry-After` the vault sent (capped at an hour),
@@ -74,6 +79,18 @@ impl Timing {
         (self.until_next() + self.jitter()).max(MIN_WAIT)
     }
 
+    /// The wait after the first good pass: with `--interval` and a non-zero `--jitter`, a uniformly random point
+    /// of the interval (the phase of this replica's passes from then on); otherwise [`Timing::after_success`].
+    pub fn after_first_success(&self) -> Duration {
+        match &self.schedule {
+            Schedule::Interval(d) if !self.jitter.is_zero() => {
+                let max = d.as_millis().min(u128::from(u64::MAX)) as u64;
+                Duration::from_millis(rand::random_range(0..=max)).max(MIN_WAIT)
+            }
+            _ => self.after_success(),
+        }
+    }
+
     /// The wait after the `failures`-th consecutive failed pass (1 = the first).
     pub fn after_failure(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
         backoff(failures, self.until_next(), retry_after) + self.jitter()
@@ -104,6 +121,22 @@ mod tests {
         let waits: Vec<u64> = (1..=7).map(|n| backoff(n, two_minutes, None).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 120, 120]);
         assert_eq!(backoff(1000, HOUR, None), HOUR, "no overflow after many failures");
+    }
+
+    #[test]
+    fn the_pass_after_the_first_lands_anywhere_in_the_interval_when_jitter_is_on() {
+        let interval = Duration::from_secs(120);
+        let timing = Timing::new(Schedule::Interval(interval), Duration::from_secs(10));
+        let waits: Vec<Duration> = (0..400).map(|_| timing.after_first_success()).collect();
+        assert!(waits.iter().all(|w| *w >= MIN_WAIT && *w <= interval));
+        // Spread over the interval, not bunched at its end: 400 uniform draws fill every quarter.
+        for q in 0..4u32 {
+            let (lo, hi) = (interval * q / 4, interval * (q + 1) / 4);
+            assert!(waits.iter().any(|w| *w >= lo && *w < hi), "no wait in quarter {q}");
+        }
+        // Without jitter (tests, or a user who wants exact periods) the schedule is kept exactly.
+        let exact = Timing::new(Schedule::Interval(interval), Duration::ZERO);
+        assert_eq!(exact.after_first_success(), interval);
     }
 
     #[test]

@@ -255,6 +255,11 @@ pub struct SyncArgs {
     /// Do everything but write: print what would change.
     #[arg(long, action = ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), env = "CACERTS_SYNC_DRY_RUN", help_heading = "Target")]
     pub dry_run: bool,
+
+    /// Wait a random delay of up to this much before the pass, so a fleet of CronJobs on one schedule does not
+    /// hit one vault in the same second. Not part of `--timeout`. SIGTERM/SIGINT while waiting exits 143/130.
+    #[arg(long, env = "CACERTS_SYNC_JITTER", default_value = "0s", help_heading = "Schedule")]
+    pub jitter: humantime::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

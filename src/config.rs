@@ -149,6 +149,9 @@ pub struct SyncConfig {
     pub rotation: crate::rotation::RotationOptions,
     /// `--allow-unsafe-rotation`.
     pub allow_unsafe_rotation: bool,
+    /// `sync --jitter`: the largest random delay before the one-shot pass (not part of `timeout`). Always zero
+    /// in watch mode, whose loop adds its own `--jitter` to every pass ([`WatchConfig::jitter`]).
+    pub start_jitter: Duration,
 }
 
 /// When watch mode runs passes.
@@ -349,7 +352,8 @@ pub(crate) fn nonzero(flag: &'static str, d: humantime::Duration) -> Result<Dura
 
 impl SyncConfig {
     pub fn from_args(args: &cli::SyncArgs) -> Result<Self, ConfigError> {
-        Self::from_groups(&args.common, args.target_spec.as_deref(), args.dry_run)
+        let config = Self::from_groups(&args.common, args.target_spec.as_deref(), args.dry_run)?;
+        Ok(Self { start_jitter: args.jitter.into(), ..config })
     }
 
     fn from_groups(args: &cli::PassGroups, target_spec: Option<&str>, dry_run: bool) -> Result<Self, ConfigError> {
@@ -370,6 +374,7 @@ impl SyncConfig {
                 expiry_warning: args.pass.expiry_warning.into(),
             },
             allow_unsafe_rotation: args.rotation.allow_unsafe_rotation,
+            start_jitter: Duration::ZERO,
         })
     }
 }

@@ -523,3 +523,68 @@ printf '{{"accessToken":"%s","expires_on":%s,"tokenType":"Bearer"}}\n' "$token" 
     );
     env.assert_secret_holds(&ca);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_jitter_logs_the_delay_then_syncs() {
+    let env = Env::start().await;
+    let (_r, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+    let run = env.sync(&["--jitter", "1s"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    env.assert_secret_holds(&ca);
+    let waiting = run.stderr.find("before the pass").unwrap_or_else(|| panic!("no jitter line: {}", run.stderr));
+    let finished = run.stderr.find("sync finished").unwrap_or_else(|| panic!("no summary: {}", run.stderr));
+    assert!(waiting < finished, "the delay is logged before the pass: {}", run.stderr);
+    assert!(run.stderr.contains("up to --jitter"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_jitter_is_a_usage_error_before_any_request() {
+    let env = Env::start().await;
+    let (_r, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+    env.kv.reset_requests();
+    for bad in ["soon", "-5s", "10"] {
+        let run = env.sync(&[&format!("--jitter={bad}")]).await;
+        assert_eq!(run.code, 2, "--jitter={bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--jitter"), "the error names the flag: {}", run.stderr);
+    }
+    // The env var the chart and config.env use goes through the same parser.
+    let mut cmd = env.command(
+        "workload-identity",
+        &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification"],
+    );
+    cmd.env("CACERTS_SYNC_JITTER", "two minutes");
+    let run = env.output(cmd).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(env.kv.request_count("GET", "/secrets/"), 0);
+    assert!(env.secret().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_the_jitter_exits_143_without_reading_or_writing() {
+    let env = Env::start().await;
+    let (_r, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+    env.kv.reset_requests();
+    let log = env.path("sync.log");
+    let mut cmd = env.command(
+        "workload-identity",
+        &["sync", "--vault-url", &env.kv.vault_url(), "--disable-challenge-resource-verification", "--jitter", "24h"],
+    );
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    // The delay line comes once the signal handlers are in place.
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(Duration::from_secs(60), || read().contains("before the pass")).await;
+    let pid = child.id().unwrap();
+    let killed = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("ends promptly").unwrap();
+    let stderr = read();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM: {stderr}");
+    assert!(stderr.contains("stopped by SIGTERM during the jitter delay"), "{stderr}");
+    assert!(!stderr.contains("sync finished"), "{stderr}");
+    assert_eq!(env.kv.request_count("GET", "/secrets/"), 0, "nothing read");
+    assert!(env.secret().is_none(), "nothing written");
+}

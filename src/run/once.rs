@@ -1,6 +1,10 @@
 //! One-shot subcommands: `sync`, `check-root` and `inspect`. Each ends with one summary log line and an exit
 //! code from the shared table.
 
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::bundle::{self, ValidationOptions, Verdict};
 use crate::config::{CheckRootConfig, InspectConfig, SourceSpec, SyncConfig};
 use crate::error::{Classify, FailureClass, chain, exit};
@@ -10,13 +14,71 @@ use crate::sink::secret::{SecretSink, material_of};
 use crate::source::{Source, SourceError, dir::DirSource, keyvault::VaultSource};
 use crate::sync::{Known, PassError, Syncer};
 
-/// `cacerts-sync sync`.
+/// `cacerts-sync sync`: the clients are built first (a setup error exits at once), then `--jitter` waits a
+/// random delay, then the pass runs under its own `--timeout`.
+///
+/// With a jitter, SIGTERM/SIGINT get handlers for the rest of the run: during the delay the process ends at once
+/// with 128 + the signal's number (143, 130) and reads nothing, as a shell reports a job a signal ended; during
+/// the pass it ends the same way, which is what the signal's default action does to a `sync` without jitter.
+/// Exit 0 would tell the Job controller that a pass ran when none did.
 pub async fn sync(config: SyncConfig) -> u8 {
     let source = config.source.describe();
+    let jitter = config.start_jitter;
     let syncer = match Syncer::new(config, None, None).await {
         Ok(s) => s,
         Err(e) => return failed("sync", &source, &e),
     };
+    if jitter.is_zero() {
+        // By hand (the default): start at once, and leave SIGTERM/SIGINT their default action.
+        return pass(&syncer, &source).await;
+    }
+    let mut stop = match StopSignals::install() {
+        Ok(stop) => stop,
+        Err(error) => {
+            tracing::error!(%error, "failed to install signal handlers");
+            return exit::TRANSIENT;
+        }
+    };
+    let delay = random_delay(jitter);
+    tracing::info!(
+        source = %source,
+        delay = %humantime::format_duration(delay),
+        jitter = %humantime::format_duration(jitter),
+        "waiting {} before the pass (a random delay of up to --jitter, so a fleet spreads its Key Vault reads)",
+        humantime::format_duration(delay)
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        signal = stop.recv() => {
+            tracing::info!(
+                source = %source,
+                signal = signal.name(),
+                result = "stopped",
+                exit_code = signal.exit_code(),
+                "sync stopped by {} during the jitter delay: nothing was read or written",
+                signal.name()
+            );
+            return signal.exit_code();
+        }
+    }
+    tokio::select! {
+        code = pass(&syncer, &source) => code,
+        signal = stop.recv() => {
+            tracing::warn!(
+                source = %source,
+                signal = signal.name(),
+                result = "stopped",
+                exit_code = signal.exit_code(),
+                "sync aborted by {} during the pass; the next run starts over",
+                signal.name()
+            );
+            signal.exit_code()
+        }
+    }
+}
+
+/// One pass and its summary line.
+async fn pass(syncer: &Syncer, source: &str) -> u8 {
     match syncer.pass(&Known::default()).await {
         Ok(report) => {
             let restarted = report.restart.as_ref().map(|r| r.restarted.join(",")).unwrap_or_default();
@@ -33,7 +95,59 @@ pub async fn sync(config: SyncConfig) -> u8 {
             );
             exit::OK
         }
-        Err(e) => failed("sync", &source, &e),
+        Err(e) => failed("sync", source, &e),
+    }
+}
+
+/// A uniformly random delay in `[0, max]`, in whole milliseconds (as watch mode's `--jitter`).
+fn random_delay(max: Duration) -> Duration {
+    let max = max.as_millis().min(u128::from(u64::MAX)) as u64;
+    if max == 0 { Duration::ZERO } else { Duration::from_millis(rand::random_range(0..=max)) }
+}
+
+/// The signals that stop a one-shot `sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopSignal {
+    Term,
+    Int,
+}
+
+impl StopSignal {
+    fn kind(self) -> SignalKind {
+        match self {
+            StopSignal::Term => SignalKind::terminate(),
+            StopSignal::Int => SignalKind::interrupt(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Int => "SIGINT",
+        }
+    }
+
+    /// 128 + the signal's number: 143 for SIGTERM, 130 for SIGINT.
+    fn exit_code(self) -> u8 {
+        u8::try_from(128 + self.kind().as_raw_value()).expect("signal numbers are small")
+    }
+}
+
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self { term: signal(StopSignal::Term.kind())?, int: signal(StopSignal::Int.kind())? })
+    }
+
+    async fn recv(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.term.recv() => StopSignal::Term,
+            _ = self.int.recv() => StopSignal::Int,
+        }
     }
 }
 
@@ -206,5 +320,37 @@ async fn fetch_for_inspect(spec: &SourceSpec) -> Result<bundle::RawMaterial, Ins
                 .ok_or_else(|| InspectError::Missing { namespace: namespace.clone(), name: name.clone() })?;
             Ok(material_of(&secret))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jitter_delay_stays_within_its_bound_and_zero_means_none() {
+        let max = Duration::from_secs(2);
+        for _ in 0..1000 {
+            assert!(random_delay(max) <= max);
+        }
+        assert_eq!(random_delay(Duration::ZERO), Duration::ZERO);
+        // Below a millisecond there is nothing to spread.
+        assert_eq!(random_delay(Duration::from_micros(900)), Duration::ZERO);
+        assert!(random_delay(Duration::MAX) <= Duration::MAX);
+    }
+
+    #[test]
+    fn the_jitter_delay_spreads_over_the_whole_range() {
+        let max = Duration::from_millis(1000);
+        let delays: Vec<Duration> = (0..2000).map(|_| random_delay(max)).collect();
+        // Uniform over 1001 values: both tenths at the ends are hit (the chance to miss one is ~1e-91).
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(100)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(900)));
+    }
+
+    #[test]
+    fn a_signal_during_the_jitter_exits_like_a_shell_reports_it() {
+        assert_eq!(StopSignal::Term.exit_code(), 143);
+        assert_eq!(StopSignal::Int.exit_code(), 130);
     }
 }

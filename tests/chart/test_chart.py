@@ -145,11 +145,12 @@ def test_schema_rejects_a_value_of_the_wrong_type() -> None:
         {"logFormat": "xml"},
         {"vaultUrl": "contoso.vault.azure.net"},
         {"timeout": "two minutes!"},
+        {"cron": {"jitter": "2 minutes!"}},
         {"azure": {"workloadIdentity": {"clientId": "not-a-guid"}}},
         {"watch": {"leaderElection": "sometimes"}},
         {"securityContext": {"readOnlyRootFilesystem": "yes"}},
     ],
-    ids=["mode", "auth", "log-format", "vault-url-scheme", "duration", "client-id", "leader-election", "bool"],
+    ids=["mode", "auth", "log-format", "vault-url-scheme", "duration", "cron-jitter", "client-id", "leader-election", "bool"],
 )
 def test_schema_rejects_invalid_values(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
@@ -321,6 +322,7 @@ def test_every_cron_value_maps_to_its_flag() -> None:
         "--istiod-deployment=istiod-asm-1-22",
         "--istiod-deployment=istiod-asm-1-23",
         "--restart-on-first-run",
+        "--jitter=90s",
     ]
     assert env(objs)["RUST_LOG"]["value"] == "info,cacerts_sync=debug"
     assert env(objs)["SSL_CERT_FILE"]["value"] == "/etc/ssl/custom/ca.pem"
@@ -358,6 +360,7 @@ ONE_FLAG = [
     ({"logFormat": "text"}, "cron", "--log-format=text"),
     ({"watch": {"interval": "30s"}}, "watch", "--interval=30s"),
     ({"watch": {"schedule": "*/3 * * * *"}}, "watch", "--schedule=*/3 * * * *"),
+    ({"cron": {"jitter": "30s"}}, "cron", "--jitter=30s"),
     ({"watch": {"jitter": "1s"}}, "watch", "--jitter=1s"),
     ({"watch": {"adminPort": 9000}}, "watch", "--admin-addr=0.0.0.0:9000"),
     # The Lease name always goes with --leader-election, so the flag and the Role's resourceNames come from
@@ -473,6 +476,58 @@ def test_a_grace_period_shorter_than_a_pass_or_an_unreadable_duration_fails_the_
 ) -> None:
     with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
         objects({**BASE, "mode": "watch", **values})
+
+
+def deadline(values: dict[str, Any]) -> int:
+    return one(objects({**BASE, **values}), "CronJob")["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+
+
+def test_cron_sync_waits_a_jitter_of_2m_by_default_and_only_sync_gets_it() -> None:
+    assert "--jitter=2m" in args(BASE)
+    assert not any(a.startswith("--jitter") for a in args({**BASE, "cron": {"jitter": ""}}))
+    # check-root reads no vault, and does not accept the flag.
+    assert not any(a.startswith("--jitter") for a in args({"checkRootOnly": True}))
+    # Watch mode has its own value (watch.jitter); cron.jitter does not leak into it.
+    assert not any(a.startswith("--jitter") for a in args({**BASE, "mode": "watch"}))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        # The defaults with wait on fill the deadline exactly: 120 + 120 + 300 = 540.
+        {"wait": True},
+        {"cron": {"jitter": "5m", "activeDeadlineSeconds": 420}},
+        # No restart (or a dry run): nothing to wait for.
+        {"wait": True, "waitTimeout": "10m", "restart": False},
+        {"wait": True, "waitTimeout": "10m", "dryRun": True},
+        {"cron": {"jitter": "0s", "activeDeadlineSeconds": 120}},
+    ],
+    ids=["defaults", "wait-fills-it", "long-jitter-raised-deadline", "wait-without-restart", "wait-in-dry-run", "no-jitter"],
+)
+def test_the_job_deadline_covers_jitter_timeout_and_wait(values: dict[str, Any]) -> None:
+    assert deadline(values) == merged({"cron": {"activeDeadlineSeconds": 540}}, values)["cron"]["activeDeadlineSeconds"]
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"wait": True, "timeout": "3m"}, "cron.activeDeadlineSeconds=540 is shorter than a run: cron.jitter (120s) + timeout (180s) + waitTimeout (300s, when wait is on) = 600s"),
+        ({"cron": {"jitter": "10m"}}, "cron.jitter (600s) + timeout (120s) + waitTimeout (0s, when wait is on) = 720s"),
+        ({"cron": {"activeDeadlineSeconds": 239}}, "= 240s"),
+        ({"cron": {"jitter": "2 fortnights"}}, 'cron.jitter="2 fortnights": unknown unit "fortnights"'),
+    ],
+    ids=["wait-beyond-deadline", "jitter-beyond-deadline", "one-second-short", "unknown-unit"],
+)
+def test_a_job_deadline_shorter_than_a_run_fails_the_render(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        objects(merged(BASE, values))
+
+
+def test_check_root_has_no_jitter_in_its_deadline() -> None:
+    # 3m + 10m of wait on a 540 s deadline: check-root keeps rendering as before (not checked).
+    objs = objects(render.load_values(render.VALUES_DIR / "cron-check-root.yaml"))
+    assert one(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 540
 
 
 def test_cron_mode_sets_no_grace_period() -> None:

@@ -205,6 +205,11 @@ to that subcommand (see the CLI contract).
 {{- with $v.waitTimeout }}
 - {{ printf "--wait-timeout=%s" . | quote }}
 {{- end }}
+{{- if eq $cmd "sync" }}
+{{- with $v.cron.jitter }}
+- {{ printf "--jitter=%s" . | quote }}
+{{- end }}
+{{- end }}
 {{- if eq $cmd "watch" }}
 {{- with $v.watch.schedule }}
 - {{ printf "--schedule=%s" . | quote }}
@@ -383,4 +388,32 @@ A value set by hand below the sum fails the render.
 {{- else }}
 {{- int $set }}
 {{- end }}
+{{- end }}
+
+{{/*
+Cron mode's Job activeDeadlineSeconds. A `sync` run sleeps up to cron.jitter, then the pass runs for up to
+--timeout, then --wait follows the rollouts for up to --wait-timeout: the deadline must cover all of it, or the
+Job controller kills a run that the tool would still have finished (or reported) on its own. A value below the
+sum fails the render. The deadline counts from the Job's start, so pod scheduling and the image pull come on
+top. (check-root is not checked here: it has no jitter, and it renders as before.)
+*/}}
+{{- define "cacerts-sync.activeDeadlineSeconds" -}}
+{{- $v := .Values }}
+{{- $set := int $v.cron.activeDeadlineSeconds }}
+{{- if eq (include "cacerts-sync.subcommand" .) "sync" }}
+{{- $jitter := 0 }}
+{{- with $v.cron.jitter }}
+{{- $jitter = include "cacerts-sync.durationSeconds" (dict "name" "cron.jitter" "value" .) | atoi }}
+{{- end }}
+{{- $timeout := include "cacerts-sync.durationSeconds" (dict "name" "timeout" "value" (default "2m" $v.timeout)) | atoi }}
+{{- $wait := 0 }}
+{{- if and $v.wait $v.restart (not $v.dryRun) }}
+{{- $wait = include "cacerts-sync.durationSeconds" (dict "name" "waitTimeout" "value" (default "5m" $v.waitTimeout)) | atoi }}
+{{- end }}
+{{- $needed := add $jitter $timeout $wait }}
+{{- if lt $set $needed }}
+{{- fail (printf "cron.activeDeadlineSeconds=%d is shorter than a run: cron.jitter (%ds) + timeout (%ds) + waitTimeout (%ds, when wait is on) = %ds; raise it (but keep it below the schedule's period), or shorten cron.jitter, timeout or waitTimeout" $set $jitter $timeout $wait $needed) }}
+{{- end }}
+{{- end }}
+{{- $set }}
 {{- end }}

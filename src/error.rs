@@ -149,12 +149,28 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    redact(&out)
+    one_line(&redact(&out))
+}
+
+/// Joins a multi-line message into one line (azure_identity appends "\nTo troubleshoot, visit …"): a log
+/// line, an Event message and the final summary stay one line each.
+fn one_line(text: &str) -> String {
+    if !text.contains('\n') {
+        return text.to_owned();
+    }
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_line_source_becomes_one_line() {
+        let inner = std::io::Error::other("WorkloadIdentityCredential authentication failed.\nTo troubleshoot, visit https://aka.ms/x");
+        let text = chain(&inner);
+        assert_eq!(text, "WorkloadIdentityCredential authentication failed. To troubleshoot, visit https://aka.ms/x");
+    }
 
     #[test]
     fn redact_removes_pem_blocks_and_long_base64_but_keeps_words() {

@@ -167,7 +167,9 @@ mod tests {
 
     #[test]
     fn a_multi_line_source_becomes_one_line() {
-        let inner = std::io::Error::other("WorkloadIdentityCredential authentication failed.\nTo troubleshoot, visit https://aka.ms/x");
+        let inner = std::io::Error::other(
+            "WorkloadIdentityCredential authentication failed.\nTo troubleshoot, visit https://aka.ms/x",
+        );
         let text = chain(&inner);
         assert_eq!(text, "WorkloadIdentityCredential authentication failed. To troubleshoot, visit https://aka.ms/x");
     }

@@ -264,7 +264,11 @@ impl Observer {
             }
             let index = vault.valid["root-cert.pem"][&files[0]];
             if self.root.as_deref() != Some(files[0].as_str()) {
-                assert!(index >= self.root_index, "cacerts went back to an older root bundle (upload {index} after {})", self.root_index);
+                assert!(
+                    index >= self.root_index,
+                    "cacerts went back to an older root bundle (upload {index} after {})",
+                    self.root_index
+                );
                 self.root_index = index;
                 self.root = Some(files[0].clone());
                 self.root_changes += 1;
@@ -363,7 +367,8 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
     let mut obs = Observer::default();
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut rss: Vec<(u64, u64)> = Vec::new();
-    let (mut done, mut progress_at, mut next_tick, mut next_metrics) = (0, Instant::now(), Instant::now(), Instant::now());
+    let (mut done, mut progress_at, mut next_tick, mut next_metrics) =
+        (0, Instant::now(), Instant::now(), Instant::now());
     let mut ticks = 0u64;
     while done < target {
         obs.look(&env, &vault, &gens0);
@@ -383,7 +388,7 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
         if now >= next_tick {
             next_tick = now + Duration::from_millis(rng.random_range(150..700));
             ticks += 1;
-            if ticks % 200 == 0 {
+            if ticks.is_multiple_of(200) {
                 env.kv.clear_faults();
                 env.kube.clear_faults();
                 env.kv.reset_requests();
@@ -404,8 +409,13 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
                 },
                 60..72 => {
                     let landed = decode(&env.secret().unwrap_or_default()).is_some_and(|f| {
-                        f == [&vault.current.root_cert, &vault.current.ca_cert, &vault.current.ca_key, &vault.current.cert_chain]
-                            .map(String::clone)
+                        f == [
+                            &vault.current.root_cert,
+                            &vault.current.ca_cert,
+                            &vault.current.ca_key,
+                            &vault.current.cert_chain,
+                        ]
+                        .map(String::clone)
                     });
                     vault.change(&env, &mut rng, landed).await;
                 }
@@ -425,12 +435,18 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         obs.look(&env, &vault, &gens0);
-        let settled = decode(&env.secret().unwrap()).is_some_and(|f| f == [&want.root_cert, &want.ca_cert, &want.ca_key, &want.cert_chain].map(String::clone))
+        let settled = decode(&env.secret().unwrap())
+            .is_some_and(|f| f == [&want.root_cert, &want.ca_cert, &want.ca_key, &want.cert_chain].map(String::clone))
             && generations(&env).iter().zip(&gens0).all(|(g, g0)| g - g0 == obs.root_changes);
         if settled {
             break;
         }
-        assert!(Instant::now() < deadline, "no convergence after the faults stopped: generations {:?} from {gens0:?}, {} root changes", generations(&env), obs.root_changes);
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after the faults stopped: generations {:?} from {gens0:?}, {} root changes",
+            generations(&env),
+            obs.root_changes
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // And it stays that way: no late extra rollout.

@@ -385,7 +385,7 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
                 Secret::new(secret),
                 Some(ClientSecretCredentialOptions { client_options: credential_client_options() }),
             )
-                .map_err(|e| fail("service principal", crate::error::chain(&e)))?;
+            .map_err(|e| fail("service principal", crate::error::chain(&e)))?;
             (credential, "service principal (client secret)".into())
         }
         AuthMode::ManagedIdentity => {
@@ -393,7 +393,6 @@ fn credential(config: &VaultConfig) -> Result<(Arc<dyn TokenCredential>, String)
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: id.clone().map(UserAssignedId::ClientId),
                 client_options: credential_client_options(),
-                ..Default::default()
             };
             let credential = ManagedIdentityCredential::new(Some(options))
                 .map_err(|e| fail("managed identity", crate::error::chain(&e)))?;

@@ -58,9 +58,7 @@ pub fn watch_logging(
         cmd = tokio::process::Command::from(other);
         cmd.kill_on_drop(true);
     }
-    cmd.env("RUST_LOG", rust_log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    cmd.env("RUST_LOG", rust_log).stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     if let Some(k) = kubeconfig {
         cmd.env("KUBECONFIG", k);
     }

@@ -1064,7 +1064,16 @@ def main() -> int:
                   f"- command: `{command.strip()}`\n- binary: `{BIN.relative_to(REPO) if BIN.is_relative_to(REPO) else BIN}` (release profile of Cargo.toml)\n\n"
                   "All servers are local emulators on 127.0.0.1 (see benches/README.md), so the times are CPU and process costs, "
                   "not Azure or apiserver latency.\n\n")
-        (BENCHES / "RESULTS.md").write_text(header + text)
+        # Only this script's part: the file also holds other benches' sections (fleet, validation, soak).
+        results = BENCHES / "RESULTS.md"
+        old = results.read_text() if results.exists() else ""
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        ours = f"{begin}\n{header}{text.rstrip()}\n{end}"
+        if begin in old and end in old:
+            new = old[: old.index(begin)] + ours + old[old.index(end) + len(end) :]
+        else:
+            new = ours + "\n" + old
+        results.write_text(new)
         log(f"wrote {BENCHES / 'RESULTS.md'}")
     return 0
 

@@ -101,7 +101,8 @@ pub fn rollout_progress(d: &Deployment) -> (bool, String) {
         return (false, format!("{updated} of {want} updated replicas are available"));
     }
     if total > updated {
-        return (false, format!("{} old replicas are pending termination", total - updated));
+        // In i64: the counts are i32 and nothing stops a malformed status from holding i32::MAX and a negative.
+        return (false, format!("{} old replicas are pending termination", i64::from(total) - i64::from(updated)));
     }
     if available < updated {
         return (false, format!("{available} of {updated} updated replicas are available"));
@@ -114,6 +115,26 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use kube::api::ObjectMeta;
+
+    /// Found while writing the `responses` fuzz target: `replicas - updatedReplicas` overflowed i32 (a panic in
+    /// debug builds) for a status no API server would send, but a watch cache or a test object might.
+    #[test]
+    fn extreme_replica_counts_do_not_overflow() {
+        let d = Deployment {
+            metadata: ObjectMeta { name: Some("istiod".into()), generation: Some(1), ..Default::default() },
+            spec: Some(DeploymentSpec { replicas: Some(-5), ..Default::default() }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(1),
+                replicas: Some(i32::MAX),
+                updated_replicas: Some(-1),
+                available_replicas: Some(0),
+                ..Default::default()
+            }),
+        };
+        let (done, text) = rollout_progress(&d);
+        assert!(!done);
+        assert_eq!(text, "2147483648 old replicas are pending termination");
+    }
 
     #[test]
     fn rollout_is_done_only_when_every_replica_is_new_and_available() {

@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
     let mut servers = Vec::new();
     let (mut clusters, mut users, mut contexts) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.servers {
-        let server = KubeTestServer::start().await;
+        // A cluster with Istio has its namespace; a fresh test server has only the four of a fresh cluster.
+        let server = KubeTestServer::start_seeded(&["istio-system"]).await;
         let name = format!("cluster-{i:03}");
         if let Some((data, roots)) = &seed {
             server.create("secrets", "istio-system", json!({"metadata": {"name": "cacerts"}, "data": data}));

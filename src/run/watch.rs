@@ -39,12 +39,12 @@
 mod cache;
 mod leader;
 pub mod schedule;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
@@ -62,13 +62,13 @@ use crate::sync::{Syncer, WrittenMaterial};
 use cache::Cache;
 use leader::Leadership;
 use schedule::Timing;
+pub use signals::ABORT_EXIT_CODE;
+use signals::{install_signals, shutdown_requested};
 
 /// Slack on top of every deadline the loop promises to `/healthz`.
 const LIVENESS_SLACK: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the Lease to be released.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Exit code of an aborted shutdown (second signal), like a shell's 128 + SIGINT.
-pub const ABORT_EXIT_CODE: i32 = 130;
 
 /// What this process last wrote to `cacerts` (validated material): the self-heal baseline.
 struct LastGood {
@@ -185,42 +185,6 @@ fn describe_schedule(config: &WatchConfig) -> String {
     match &config.schedule {
         crate::config::Schedule::Interval(d) => format!("every {}", humantime::format_duration(*d)),
         crate::config::Schedule::Cron(c) => format!("cron {c} (UTC)"),
-    }
-}
-
-/// First signal: readiness off and a graceful stop; second: abort.
-fn install_signals(health: Arc<Health>) -> std::io::Result<watch::Receiver<bool>> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut received = 0u32;
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            received += 1;
-            if received == 1 {
-                tracing::info!(
-                    signal = name,
-                    "shutting down: finishing the pass in flight, then releasing the lease (send the signal again to abort)"
-                );
-                health.begin_shutdown();
-                let _ = tx.send(true);
-            } else {
-                tracing::warn!(signal = name, exit_code = ABORT_EXIT_CODE, "second signal: aborting");
-                std::process::exit(ABORT_EXIT_CODE);
-            }
-        }
-    });
-    Ok(rx)
-}
-
-async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    // A closed channel (the signal task ended) must not look like a shutdown request every poll.
-    if rx.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

@@ -240,6 +240,12 @@ fn decode(secret: &Value) -> Option<[String; 4]> {
 /// write within milliseconds; only failing restart patches (injected faults) delay them, by a few passes.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
 
+/// `cacerts` exists and holds exactly `ca`.
+fn holds(env: &Env, ca: &PluginCa) -> bool {
+    let want = ca.secret_files().map(|(_, v)| v.to_owned());
+    env.secret().and_then(|s| decode(&s)).is_some_and(|f| f == want)
+}
+
 /// What the observer has seen of `cacerts` and istiod.
 #[derive(Default)]
 struct Observer {
@@ -465,15 +471,7 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
                     None => *faults.entry("kube-watch-closed").or_default() += 1,
                 },
                 60..72 => {
-                    let landed = decode(&env.secret().unwrap_or_default()).is_some_and(|f| {
-                        f == [
-                            &vault.current.root_cert,
-                            &vault.current.ca_cert,
-                            &vault.current.ca_key,
-                            &vault.current.cert_chain,
-                        ]
-                        .map(String::clone)
-                    });
+                    let landed = holds(&env, &vault.current);
                     vault.change(&env, &mut rng, landed).await;
                 }
                 _ => {}
@@ -492,9 +490,7 @@ async fn watch_keeps_cacerts_valid_forward_only_and_rolls_once_per_root_change_u
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         obs.look(&env, &vault);
-        let settled = decode(&env.secret().unwrap())
-            .is_some_and(|f| f == [&want.root_cert, &want.ca_cert, &want.ca_key, &want.cert_chain].map(String::clone))
-            && obs.restarted_for_current();
+        let settled = holds(&env, &want) && obs.restarted_for_current();
         if settled {
             break;
         }

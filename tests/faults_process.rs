@@ -161,7 +161,16 @@ async fn two_processes_at_once_write_once_and_restart_each_revision_once() {
     assert_eq!((a.code, b.code), (0, 0), "both succeed:\n{}\n{}", a.stderr, b.stderr);
     env.assert_secret_holds(&ctx.new);
     assert_eq!(delta(generations(&env), before), [1, 1], "one rollout per revision, not two");
-    let last = a.stderr.lines().last().unwrap_or_default().to_string();
+    // Which of the two wins the write is a race; the loser re-reads (or conflicts and re-reads) and finds
+    // `cacerts` already current. Exactly one of them writes, and the row reports the writer's summary.
+    let last_line = |run: &Run| run.stderr.lines().last().unwrap_or_default().to_string();
+    let (la, lb) = (last_line(&a), last_line(&b));
+    let finished = |line: &str, action: &str| line.contains(&format!("sync finished: {action}"));
+    let last = match (finished(&la, "updated"), finished(&lb, "updated")) {
+        (true, false) if finished(&lb, "unchanged") => la,
+        (false, true) if finished(&la, "unchanged") => lb,
+        _ => panic!("exactly one of the two writes, the other finds cacerts current:\n{la}\n{lb}"),
+    };
     faults::report(
         "process_two_at_once",
         "two syncs of the same rotation at the same time",

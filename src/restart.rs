@@ -266,6 +266,25 @@ impl Restarter {
         Ok(outcome)
     }
 
+    /// The istiod Deployments and `istio-ca-root-cert` as the caller knows them, the rest read now (both
+    /// concurrently): the evidence of the rotation gate's [`IstiodServing`](crate::rotation::IstiodServing).
+    pub async fn observe(&self, known: Observed) -> Result<(Vec<Deployment>, Option<ConfigMap>), KubeError> {
+        let deployments = async {
+            match known.deployments {
+                Some(d) => Ok(d),
+                None => self.deployments().await,
+            }
+        };
+        let configmap = async {
+            match known.istiod_roots {
+                Some(cm) => Ok(cm),
+                None => istiod_roots::get(&self.client, &self.config.namespace).await,
+            }
+        };
+        let (deployments, configmap) = tokio::join!(deployments, configmap);
+        Ok((deployments?, configmap?))
+    }
+
     /// What `istio-ca-root-cert` says, read only when a Deployment is met for the first time and the old rule
     /// would merely record it (no request on an ordinary pass).
     async fn first_contact_serving(

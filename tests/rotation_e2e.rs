@@ -158,7 +158,12 @@ async fn the_runbook_is_refused_step_by_step_until_safe_and_status_names_the_nex
     let earliest_text = st["next_step"]["earliest"].as_str().unwrap().to_string();
     let earliest: jiff::Timestamp = earliest_text.parse().unwrap();
     let since: jiff::Timestamp = since_b.parse().unwrap();
-    assert_eq!(earliest.as_second() - since.as_second(), 3600, "trust propagation after root B entered");
+    // The time counts from B's write, or from istiod's restart with it when that came later: restartedAt has
+    // whole seconds and is rounded up, so it lands on the write's second or the next one.
+    let from: jiff::Timestamp = st["roots"][1]["trust_counts_from"].as_str().unwrap().parse().unwrap();
+    assert!((0..=1).contains(&(from.as_second() - since.as_second())), "{from} vs {since}");
+    assert_eq!(st["roots"][1]["served_by_istiod"], true);
+    assert_eq!(earliest.as_second() - from.as_second(), 3600, "trust propagation after istiod got root B");
     println!("--- status, A+B/A1 ---\n{}", status_text(&env, "24h").await.stdout);
 
     // Refusal: switching to B1 before B propagated.
@@ -179,7 +184,7 @@ async fn the_runbook_is_refused_step_by_step_until_safe_and_status_names_the_nex
     upload(&env, &[&a, &b], &b1);
     let now = jiff::Timestamp::now().as_second();
     // Safe 10 s from now: the daemon's first pass comes sooner and is refused.
-    let tp = format!("{}s", now - since.as_second() + 10);
+    let tp = format!("{}s", now - from.as_second() + 10);
     let mut daemon = Watch::start(&env, &["--interval", "1h", "--trust-propagation", &tp]);
     assert!(
         daemon.wait_metric(r#"cacerts_sync_rotation_blocked{reason="root-not-propagated"}"#, 1.0).await,
@@ -187,7 +192,7 @@ async fn the_runbook_is_refused_step_by_step_until_safe_and_status_names_the_nex
         daemon.logs()
     );
     let unblock = daemon.metric("cacerts_sync_rotation_unblock_timestamp_seconds").await.unwrap();
-    assert_eq!(unblock as i64, now + 10, "root B's since + trust propagation");
+    assert_eq!(unblock as i64, now + 10, "root B's trust_counts_from + trust propagation");
     assert_eq!(daemon.metric(r#"cacerts_sync_rotation_blocked{reason="root-still-anchoring"}"#).await, Some(0.0));
     assert!(
         daemon.wait_metric(r#"cacerts_sync_rotation_blocked{reason="root-not-propagated"}"#, 0.0).await,
@@ -371,6 +376,72 @@ async fn a_refused_pass_still_completes_the_restarts_owed_for_cacerts_as_it_is()
     // Refused again: nothing more to restart.
     assert_eq!(env.sync(&[]).await.code, 3);
     assert_eq!(generations(&env), vec![3, 3]);
+}
+
+/// The gap this closes: trust propagation used to count from the write of root B, so when istiod's restart for
+/// A+B kept failing for longer than `--trust-propagation`, the switch to B1 went through although istiod never
+/// served B, and workloads that never learnt B would fail mTLS with B1's certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_waits_for_istiod_to_serve_the_new_root_when_its_restart_keeps_failing() {
+    use cacerts_testkit::kube::Fault;
+    let env = Env::start().await;
+    canary(&env);
+    let (a, b) = (env.pki.root_a(), env.pki.root_b());
+    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
+    upload(&env, &[&a], &a1);
+    assert_eq!(env.sync(&[]).await.code, 0);
+    istiod_loaded(&env);
+    assert_eq!(generations(&env), vec![2, 2]);
+
+    // A+B lands, but RBAC refuses the restart of one revision (as a missing resourceNames entry would).
+    env.kube.inject_fault(Fault::status(403).method("PATCH").path("/deployments/istiod-asm-1-23"));
+    upload(&env, &[&a, &b], &a1);
+    let run = env.sync(&["--trust-propagation", "1s"]).await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(env.secret_value("root-cert.pem").contains(b.cert_pem.trim()), "A+B is in cacerts");
+    assert_eq!(generations(&env), vec![3, 2], "one revision restarted, the other's restart refused");
+
+    // Long past --trust-propagation since B's write: still refused, the step named is istiod's restart.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    upload(&env, &[&a, &b], &b1);
+    assert_refused(
+        &env,
+        "1s",
+        &[
+            format!(
+                "making intermediate CN=Intermediate B1{O} live is not safe before istiod serves its root CN=Root B{O}"
+            ),
+            "istiod (istiod-asm-1-23) has not restarted for the roots in cacerts yet".into(),
+        ],
+    )
+    .await;
+    let (_, st) = status(&env, "1s").await;
+    assert_eq!(st["next_step"]["step"], "restart-istiod", "{st}");
+    assert_eq!(st["roots"][1]["served_by_istiod"], false);
+    assert_eq!(st["roots"][1]["trusted_after"], Value::Null);
+
+    // RBAC fixed: the refused pass completes the restart owed (and is still refused: it judged before).
+    env.kube.clear_faults();
+    let run = env.sync(&["--trust-propagation", "1s"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(generations(&env), vec![3, 3], "the owed restart, once");
+    istiod_loaded(&env);
+    // Now the time counts from that restart, not from B's write.
+    let (_, st) = status(&env, "1h").await;
+    assert_eq!(st["next_step"]["step"], "switch-intermediate", "{st}");
+    let from: jiff::Timestamp = st["roots"][1]["trust_counts_from"].as_str().unwrap().parse().unwrap();
+    let since: jiff::Timestamp = st["roots"][1]["in_cacerts_since"].as_str().unwrap().parse().unwrap();
+    assert!(from.as_second() >= since.as_second() + 2, "counts from the restart ({from}), not the write ({since})");
+    let earliest: jiff::Timestamp = st["next_step"]["earliest"].as_str().unwrap().parse().unwrap();
+    assert_eq!(earliest.as_second() - from.as_second(), 3600);
+    assert_refused(&env, "1h", &[format!("its root CN=Root B{O} reached istiod")]).await;
+
+    // Once that time has passed, the switch goes through without a restart.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = env.sync(&["--trust-propagation", "1s"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(env.secret_value("ca-cert.pem"), b1.cert_pem, "B1 is live");
+    assert_eq!(generations(&env), vec![3, 3], "an intermediate switch restarts nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use crate::bundle::{self, ValidationOptions};
 use crate::observe::ClusterView;
-use crate::rotation::{Block, CaFacts, HISTORY_ANNOTATION, History, RotationOptions, evaluate};
+use crate::rotation::{Block, CaFacts, HISTORY_ANNOTATION, History, IstiodServing, RotationOptions, evaluate};
 
 /// What the rules need of one cluster's current `cacerts`.
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ pub struct ClusterState {
     /// `None`: no `cacerts`, or its roots don't parse (a first install: nothing to protect there).
     pub current: Option<CaFacts>,
     pub history: Option<History>,
+    /// What the cluster shows of istiod serving its roots (rule (a)'s clock starts there).
+    pub serving: IstiodServing,
 }
 
 impl ClusterState {
@@ -38,7 +40,7 @@ impl ClusterState {
             .cacerts
             .as_ref()
             .and_then(|c| History::parse(c.annotations.get(HISTORY_ANNOTATION).map(String::as_str)));
-        Self { name: name.into(), current, history }
+        Self { name: name.into(), current, history, serving: IstiodServing::from_view(view) }
     }
 }
 
@@ -88,7 +90,11 @@ pub fn gates(
     };
     for (x, next) in proposals {
         let Some(state_x) = states.iter().find(|s| &s.name == x) else { continue };
-        push(x, x, evaluate(state_x.current.as_ref(), state_x.history.as_ref(), next, now, opts).blocks);
+        push(
+            x,
+            x,
+            evaluate(state_x.current.as_ref(), state_x.history.as_ref(), &state_x.serving, next, now, opts).blocks,
+        );
 
         let live_before = state_x.current.as_ref().and_then(|c| c.intermediate.as_ref()).map(|i| i.fingerprint.clone());
         let switches = next.intermediate.as_ref().map(|i| i.fingerprint.clone()) != live_before;
@@ -111,7 +117,7 @@ pub fn gates(
                 }
                 let anchor_index = roots.iter().position(|r| r.fingerprint == anchor.fingerprint);
                 let as_if = CaFacts { roots, intermediate: Some(inter.clone()), anchor: anchor_index };
-                let blocks = evaluate(Some(current_y), y.history.as_ref(), &as_if, now, opts).blocks;
+                let blocks = evaluate(Some(current_y), y.history.as_ref(), &y.serving, &as_if, now, opts).blocks;
                 push(&y.name, x, blocks);
             }
             // (b) across: X's workloads must keep trusting Y's current and recent intermediates. Y keeps its
@@ -122,7 +128,7 @@ pub fn gates(
                 let anchor_index =
                     current_y.anchor_root().and_then(|a| roots.iter().position(|r| r.fingerprint == a.fingerprint));
                 let as_if = CaFacts { roots, intermediate: current_y.intermediate.clone(), anchor: anchor_index };
-                let blocks = evaluate(Some(current_y), y.history.as_ref(), &as_if, now, opts).blocks;
+                let blocks = evaluate(Some(current_y), y.history.as_ref(), &y.serving, &as_if, now, opts).blocks;
                 push(&y.name, x, blocks);
             }
         }

@@ -7,8 +7,8 @@ use super::clusters::{ClusterError, ClusterRef};
 use super::verdict::{ClusterOutcome, FleetStepKind, verdict};
 use crate::error::{FailureClass, exit};
 use crate::rotation::{
-    Assessment, CaFacts, CertFact, History, IntermediateStatus, NextStep, Phase, RootRef, RootStatus, RotationOptions,
-    Rule, ServedRoots, StepKind, evaluate,
+    Assessment, CaFacts, CertFact, History, IntermediateStatus, IstiodServing, NextStep, Phase, RootRef, RootStatus,
+    RotationOptions, Rule, ServedRoots, StepKind, evaluate,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -27,7 +27,7 @@ fn root_ref(name: &str) -> RootRef {
 fn assessment(roots: &[&str], live: &str, anchor: &str, next: Option<(StepKind, Option<&str>)>) -> Assessment {
     let phase = match next.map(|n| n.0) {
         Some(StepKind::AddRoot) => Phase::Steady,
-        Some(StepKind::SwitchIntermediate) => Phase::NewRootPropagating,
+        Some(StepKind::RestartIstiod | StepKind::SwitchIntermediate) => Phase::NewRootPropagating,
         Some(StepKind::DropRoot) => Phase::IntermediateSwitched,
         None => Phase::Unknown,
     };
@@ -49,7 +49,9 @@ fn assessment(roots: &[&str], live: &str, anchor: &str, next: Option<(StepKind, 
                 fingerprint: format!("fp-{r}"),
                 not_after: t("2036-01-01T00:00:00Z"),
                 in_cacerts_since: None,
+                trust_counts_from: None,
                 trusted_after: None,
+                served_by_istiod: None,
                 anchors_live_intermediate: *r == anchor,
             })
             .collect(),
@@ -264,12 +266,12 @@ fn cluster(name: &str, writes: &[(&CaFacts, &str)]) -> ClusterState {
     let mut current: Option<CaFacts> = None;
     let mut history: Option<History> = None;
     for (next, at) in writes {
-        let d = evaluate(current.as_ref(), history.as_ref(), next, t(at), &opts());
+        let d = evaluate(current.as_ref(), history.as_ref(), &IstiodServing::default(), next, t(at), &opts());
         assert!(d.allowed(), "setup write at {at} refused: {}", d.message());
         current = Some((*next).clone());
         history = Some(d.history);
     }
-    ClusterState { name: name.into(), current, history }
+    ClusterState { name: name.into(), current, history, serving: IstiodServing::default() }
 }
 
 #[test]
@@ -307,6 +309,31 @@ fn switching_waits_for_trust_propagation_in_the_cluster_that_got_the_root_last()
     assert_eq!(blocks[0].cluster, "late");
     assert_eq!(blocks[0].block.safe_after, Some(t("2026-12-11T06:00:00Z")));
     assert!(gates(&[east, late], &proposal, t("2026-12-11T06:00:01Z"), &opts()).is_empty());
+}
+
+#[test]
+fn switching_waits_until_every_clusters_istiod_serves_the_new_root() {
+    let day0 = "2026-12-01T00:00:00Z";
+    let with_b = |name: &str| {
+        cluster(
+            name,
+            &[(&ca(&["A"], &format!("A-{name}"), "A"), day0), (&ca(&["A", "B"], &format!("A-{name}"), "A"), day0)],
+        )
+    };
+    // Days after B's write, west's istiod still owes the restart for A+B: west's workloads never learnt B.
+    let (east, mut west) = (with_b("east"), with_b("west"));
+    west.serving = IstiodServing { owed: vec!["istiod".into()], ..Default::default() };
+    let proposal = vec![("east".to_owned(), ca(&["A", "B"], "B-east", "B"))];
+    let blocks = gates(&[east.clone(), west.clone()], &proposal, t(NOW), &opts());
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!((blocks[0].cluster.as_str(), blocks[0].material_for.as_str()), ("west", "east"));
+    assert_eq!(blocks[0].block.after_step, Some(StepKind::RestartIstiod));
+    // West restarted 2 h before NOW: east's switch waits for trust propagation from there.
+    let restart = t("2026-12-10T10:00:00Z");
+    west.serving = IstiodServing { restarted_at: Some(restart), ..Default::default() };
+    let blocks = gates(&[east, west], &proposal, t(NOW), &opts());
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0].block.safe_after, Some(t("2026-12-11T10:00:00Z")));
 }
 
 #[test]
@@ -368,7 +395,7 @@ fn a_shared_upload_reports_each_cluster_once_per_reason() {
 
 #[test]
 fn a_cluster_without_cacerts_blocks_nothing_but_its_new_intermediate_must_be_trusted_elsewhere() {
-    let fresh = ClusterState { name: "fresh".into(), current: None, history: None };
+    let fresh = ClusterState { name: "fresh".into(), current: None, history: None, serving: IstiodServing::default() };
     let old = cluster("old", &[(&ca(&["A"], "A-old", "A"), "2026-12-01T00:00:00Z")]);
     let ok = vec![("fresh".to_owned(), ca(&["A"], "A-fresh", "A"))];
     assert!(gates(&[fresh.clone(), old.clone()], &ok, t(NOW), &opts()).is_empty());

@@ -53,6 +53,7 @@ pub enum FleetStepKind {
     /// Some clusters hold another root bundle: their sync is owed (stopped, failing or not run yet).
     SyncRootBundle,
     AddRoot,
+    RestartIstiod,
     SwitchIntermediate,
     DropRoot,
 }
@@ -61,6 +62,7 @@ impl From<StepKind> for FleetStepKind {
     fn from(step: StepKind) -> Self {
         match step {
             StepKind::AddRoot => FleetStepKind::AddRoot,
+            StepKind::RestartIstiod => FleetStepKind::RestartIstiod,
             StepKind::SwitchIntermediate => FleetStepKind::SwitchIntermediate,
             StepKind::DropRoot => FleetStepKind::DropRoot,
         }
@@ -118,8 +120,9 @@ impl FleetVerdict {
 fn rank(step: StepKind) -> u8 {
     match step {
         StepKind::AddRoot => 0,
-        StepKind::SwitchIntermediate => 1,
-        StepKind::DropRoot => 2,
+        StepKind::RestartIstiod => 1,
+        StepKind::SwitchIntermediate => 2,
+        StepKind::DropRoot => 3,
     }
 }
 

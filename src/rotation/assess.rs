@@ -7,6 +7,7 @@ use crate::bundle::{self, Finding, SecretRole, ValidationOptions, Verdict};
 use crate::observe::ClusterView;
 
 use super::gate::StepKind;
+use super::serving::{IstiodServing, NotServed, TrustClock};
 use super::{CaFacts, History, RotationOptions, format_time, plus, ts};
 
 /// A root, by subject and fingerprint.
@@ -27,9 +28,16 @@ pub struct RootStatus {
     /// When it entered `cacerts`; `null`: before the rotation history began (counts as propagated).
     #[serde(with = "ts::opt")]
     pub in_cacerts_since: Option<jiff::Timestamp>,
-    /// When every workload can be expected to trust it (`in_cacerts_since` + trust propagation).
+    /// When trust propagation began: `in_cacerts_since`, or istiod's restart for the roots in `cacerts` when
+    /// that came later (`null`: before the rotation history, or istiod does not serve it yet).
+    #[serde(with = "ts::opt")]
+    pub trust_counts_from: Option<jiff::Timestamp>,
+    /// When every workload can be expected to trust it (`trust_counts_from` + trust propagation).
     #[serde(with = "ts::opt")]
     pub trusted_after: Option<jiff::Timestamp>,
+    /// Whether istiod serves it, per cacerts-sync's restart records and `istio-ca-root-cert` (`null`: nothing
+    /// tells).
+    pub served_by_istiod: Option<bool>,
     /// It anchors the live intermediate.
     pub anchors_live_intermediate: bool,
 }
@@ -243,17 +251,34 @@ pub fn assess(view: &ClusterView, now: jiff::Timestamp, opts: &RotationOptions) 
     }
 
     let live_anchor = facts.as_ref().and_then(|f| f.anchor_root()).map(|r| r.fingerprint.clone());
+    let serving = IstiodServing::from_view(view);
+    let mut not_served: Vec<(String, NotServed)> = Vec::new();
     let roots: Vec<RootStatus> = facts
         .iter()
         .flat_map(|f| f.roots.iter())
         .map(|r| {
             let since = history.as_ref().and_then(|h| h.root(&r.fingerprint)).and_then(|x| x.since);
+            let clock = serving.clock(&r.fingerprint, since, opts);
+            let from = match &clock {
+                TrustClock::From { start, .. } => Some(*start),
+                TrustClock::BeforeHistory | TrustClock::Pending(_) => None,
+            };
+            let in_configmap = serving.served.as_ref().map(|s| s.contains(&r.fingerprint));
+            if let TrustClock::Pending(why) = clock {
+                not_served.push((r.fingerprint.clone(), why));
+            }
             RootStatus {
                 subject: r.subject.clone(),
                 fingerprint: r.fingerprint.clone(),
                 not_after: r.not_after,
                 in_cacerts_since: since,
-                trusted_after: since.map(|s| plus(s, opts.trust_propagation)),
+                trust_counts_from: from,
+                trusted_after: from.map(|s| plus(s, opts.trust_propagation)),
+                served_by_istiod: if not_served.last().is_some_and(|(f, _)| *f == r.fingerprint) {
+                    Some(false)
+                } else {
+                    in_configmap
+                },
                 anchors_live_intermediate: live_anchor.as_deref() == Some(r.fingerprint.as_str()),
             }
         })
@@ -282,7 +307,7 @@ pub fn assess(view: &ClusterView, now: jiff::Timestamp, opts: &RotationOptions) 
         _ => Vec::new(),
     };
     let (phase, next_step) = match &facts {
-        Some(f) if !f.roots.is_empty() => phase(f, &roots, &retired_intermediates, now),
+        Some(f) if !f.roots.is_empty() => phase(f, &roots, &retired_intermediates, &not_served, now),
         _ => (Phase::Unknown, None),
     };
     let nearest_expiry = report.as_ref().and_then(|r| {
@@ -332,6 +357,7 @@ fn phase(
     facts: &CaFacts,
     roots: &[RootStatus],
     retired: &[RetiredIntermediate],
+    not_served: &[(String, NotServed)],
     now: jiff::Timestamp,
 ) -> (Phase, Option<NextStep>) {
     let reference = |r: &RootStatus| RootRef { subject: r.subject.clone(), fingerprint: r.fingerprint.clone() };
@@ -368,6 +394,17 @@ fn phase(
         };
     }
     if let Some(new) = others.first() {
+        if let Some((_, why)) = not_served.iter().find(|(f, _)| *f == new.fingerprint) {
+            let action = format!(
+                "let istiod restart with the roots in cacerts ({}): cacerts-sync does it on its next pass; switching to an intermediate under {} is safe --trust-propagation after that",
+                why.describe(),
+                new.subject
+            );
+            return (
+                Phase::NewRootPropagating,
+                Some(step(StepKind::RestartIstiod, action, Some(reference(new)), None)),
+            );
+        }
         let action = format!("switch ca-cert, ca-key and cert-chain to an intermediate under {}", new.subject);
         return (
             Phase::NewRootPropagating,
@@ -414,6 +451,12 @@ impl Assessment {
                 "    in cacerts since {}",
                 t(r.in_cacerts_since, "before the rotation history (counts as propagated)")
             );
+            if r.served_by_istiod == Some(false) {
+                let _ = writeln!(out, "    not served by istiod yet: trust propagation has not started");
+            } else if let Some(from) = r.trust_counts_from.filter(|f| Some(*f) != r.in_cacerts_since) {
+                let _ =
+                    writeln!(out, "    trust propagation counts from {} (istiod's restart with it)", format_time(from));
+            }
         }
         if let Some(i) = &self.live_intermediate {
             let _ = writeln!(out, "live intermediate:");

@@ -6,13 +6,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::serving::{IstiodServing, NotServed, TrustClock};
 use super::{CaFacts, History, RotationOptions, format_time, plus, ts};
 
 /// A rule that refuses a change. Serialized (and used as the metric's `reason` label) kebab-case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
-    /// (a) the change makes live an intermediate whose root has not been in `cacerts` for trust propagation.
+    /// (a) the change makes live an intermediate whose root has not been served by istiod for trust propagation.
     RootNotPropagated,
     /// (b) the change drops a root that anchors the live intermediate or a recently live one.
     RootStillAnchoring,
@@ -43,6 +44,9 @@ impl fmt::Display for Rule {
 pub enum StepKind {
     /// Add the new root to `root-cert`, keeping the current one.
     AddRoot,
+    /// Let istiod restart with the roots in `cacerts` (cacerts-sync's next pass does it): workloads learn a
+    /// root from istiod, so trust propagation starts there.
+    RestartIstiod,
     /// Switch `ca-cert`/`ca-key`/`cert-chain` to the intermediate under the new root.
     SwitchIntermediate,
     /// Drop the old root from `root-cert`.
@@ -78,6 +82,12 @@ pub struct Block {
     pub after_step: Option<StepKind>,
     #[serde(skip)]
     trust_propagation: Duration,
+    /// (a): why istiod does not serve the root yet (with `after_step: restart-istiod`).
+    #[serde(skip)]
+    not_served: Option<NotServed>,
+    /// (a): the time counts from istiod's restart with the root, which came after its write.
+    #[serde(skip)]
+    by_restart: bool,
 }
 
 impl Block {
@@ -98,8 +108,18 @@ impl fmt::Display for Block {
         match (self.rule, self.safe()) {
             (Rule::RootNotPropagated, SafeAfter::At(t)) => write!(
                 f,
-                "making intermediate {inter} live is safe after {}: its root {root} entered cacerts less than --trust-propagation {tp} ago, and workloads trust a new root only once their certificates renew",
-                format_time(t)
+                "making intermediate {inter} live is safe after {}: its root {root} {} less than --trust-propagation {tp} ago, and workloads trust a new root only once their certificates renew",
+                format_time(t),
+                if self.by_restart {
+                    "reached istiod (its restart for the roots in cacerts)"
+                } else {
+                    "entered cacerts"
+                }
+            ),
+            (Rule::RootNotPropagated, SafeAfter::Step(StepKind::RestartIstiod)) => write!(
+                f,
+                "making intermediate {inter} live is not safe before istiod serves its root {root}: {}; workloads learn a root from istiod, so --trust-propagation {tp} counts from that restart",
+                self.not_served.as_ref().map(NotServed::describe).unwrap_or_default()
             ),
             (Rule::RootNotPropagated, SafeAfter::Step(_)) => write!(
                 f,
@@ -150,11 +170,31 @@ impl GateDecision {
     }
 }
 
+/// Whether writing `next` over `current` makes live an intermediate under another root that `current` already
+/// holds: the one change whose rule (a) consults istiod ([`IstiodServing`]). The pass reads the istiod
+/// Deployments and `istio-ca-root-cert` for the gate only then.
+pub fn consults_istiod(current: Option<&CaFacts>, next: &CaFacts) -> bool {
+    let Some(current) = current.filter(|c| !c.roots.is_empty()) else { return false };
+    switches_to_new_anchor(current, next).is_some_and(|anchor| current.has_root(anchor))
+}
+
+/// The anchor fingerprint of `next`'s intermediate when it is live by this change and under another root than
+/// the live one.
+fn switches_to_new_anchor<'a>(current: &CaFacts, next: &'a CaFacts) -> Option<&'a str> {
+    let (inter, anchor) = (next.intermediate.as_ref()?, next.anchor_root()?);
+    let current_live = current.intermediate.as_ref().map(|i| i.fingerprint.as_str());
+    let current_anchor = current.anchor_root().map(|r| r.fingerprint.as_str());
+    (current_live != Some(inter.fingerprint.as_str()) && current_anchor != Some(anchor.fingerprint.as_str()))
+        .then_some(anchor.fingerprint.as_str())
+}
+
 /// Judges writing `next` over `current` (`None`: no `cacerts`, or no readable roots in it: a first install, which
-/// no rule blocks), with the history recorded on `cacerts`. Pure.
+/// no rule blocks), with the history recorded on `cacerts` and what the cluster shows of istiod serving its
+/// roots (`serving`). Pure.
 pub fn evaluate(
     current: Option<&CaFacts>,
     recorded: Option<&History>,
+    serving: &IstiodServing,
     next: &CaFacts,
     now: jiff::Timestamp,
     opts: &RotationOptions,
@@ -179,23 +219,37 @@ pub fn evaluate(
             SafeAfter::Step(s) => Some(s),
         },
         trust_propagation: opts.trust_propagation,
+        not_served: None,
+        by_restart: false,
     };
 
-    // (a) A new live intermediate needs a root every workload already trusts.
-    let current_live = current.intermediate.as_ref().map(|i| i.fingerprint.as_str());
+    // (a) A new live intermediate needs a root every workload already trusts: one istiod has served for trust
+    // propagation.
     let current_anchor = current.anchor_root().map(|r| r.fingerprint.as_str());
-    if let (Some(inter), Some(anchor)) = (&next.intermediate, next.anchor_root())
-        && current_live != Some(inter.fingerprint.as_str())
-        && current_anchor != Some(anchor.fingerprint.as_str())
+    if switches_to_new_anchor(current, next).is_some()
+        && let (Some(inter), Some(anchor)) = (&next.intermediate, next.anchor_root())
     {
         let who = (anchor.subject.as_str(), anchor.fingerprint.as_str());
         let what = (inter.subject.as_str(), inter.fingerprint.as_str());
         if !current.has_root(&anchor.fingerprint) {
             blocks.push(block(Rule::RootNotPropagated, who, what, SafeAfter::Step(StepKind::AddRoot)));
-        } else if let Some(since) = effective.root(&anchor.fingerprint).and_then(|r| r.since) {
-            let safe = plus(since, opts.trust_propagation);
-            if safe > now && !opts.trust_propagation.is_zero() {
-                blocks.push(block(Rule::RootNotPropagated, who, what, SafeAfter::At(safe)));
+        } else {
+            let since = effective.root(&anchor.fingerprint).and_then(|r| r.since);
+            match serving.clock(&anchor.fingerprint, since, opts) {
+                TrustClock::BeforeHistory => {}
+                TrustClock::Pending(why) => blocks.push(Block {
+                    not_served: Some(why),
+                    ..block(Rule::RootNotPropagated, who, what, SafeAfter::Step(StepKind::RestartIstiod))
+                }),
+                TrustClock::From { start, by_restart } => {
+                    let safe = plus(start, opts.trust_propagation);
+                    if safe > now && !opts.trust_propagation.is_zero() {
+                        blocks.push(Block {
+                            by_restart,
+                            ..block(Rule::RootNotPropagated, who, what, SafeAfter::At(safe))
+                        });
+                    }
+                }
             }
         }
     }

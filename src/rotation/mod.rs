@@ -17,9 +17,12 @@
 //! # The rules
 //! Workloads learn a new root only when their certificate renews (Istio's default lifetime: 24 h) or when they
 //! restart; `--trust-propagation` is that time. So:
-//! - **(a) `root-not-propagated`**: an intermediate may become live only once its anchor root has been in
-//!   `cacerts` for `--trust-propagation`. A root not in `cacerts` at all (the one-step swap A/A1 to B/B1) is
-//!   refused until it was added first. An intermediate under the same root as the live one is never blocked.
+//! - **(a) `root-not-propagated`**: an intermediate may become live only once istiod has served its anchor root
+//!   for `--trust-propagation`: the clock starts when the root entered `cacerts`, or when istiod restarted with
+//!   it if that came later, and it has not started while a restart for the roots in `cacerts` is owed or
+//!   `istio-ca-root-cert` lacks the root ([`IstiodServing`]). A root not in `cacerts` at all (the one-step swap
+//!   A/A1 to B/B1) is refused until it was added first. An intermediate under the same root as the live one is
+//!   never blocked.
 //! - **(b) `root-still-anchoring`**: a root may leave the bundle only when it anchors neither the live
 //!   intermediate nor an intermediate that was live less than `--trust-propagation` ago (certificates it signed
 //!   may still be valid). Adding a root is never blocked.
@@ -34,6 +37,7 @@
 mod assess;
 mod gate;
 mod history;
+mod serving;
 #[cfg(test)]
 mod tests;
 
@@ -43,8 +47,9 @@ pub use assess::{
     Assessment, DeploymentStatus, Expiry, IntermediateStatus, NextStep, Phase, RetiredIntermediate, RootRef,
     RootStatus, ServedRoots, assess, served_root_fingerprints,
 };
-pub use gate::{Block, GateDecision, Rule, SafeAfter, StepKind, evaluate};
+pub use gate::{Block, GateDecision, Rule, SafeAfter, StepKind, consults_istiod, evaluate};
 pub use history::{HISTORY_ANNOTATION, HISTORY_VERSION, History, IntermediateRecord, RootRecord};
+pub use serving::{IstiodServing, NotServed, TrustClock};
 
 use crate::bundle::{Report, SecretRole};
 

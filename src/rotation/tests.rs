@@ -29,7 +29,7 @@ fn opts() -> RotationOptions {
 
 /// Applies a change the gates allowed, returning the history written with it.
 fn write(current: Option<(&CaFacts, Option<&History>)>, next: &CaFacts, now: &str) -> History {
-    let d = evaluate(current.map(|c| c.0), current.and_then(|c| c.1), next, t(now), &opts());
+    let d = evaluate(current.map(|c| c.0), current.and_then(|c| c.1), &IstiodServing::default(), next, t(now), &opts());
     assert!(d.allowed(), "expected the change to be allowed at {now}: {}", d.message());
     d.history
 }
@@ -51,7 +51,7 @@ fn the_one_step_swap_is_refused_by_both_rules() {
     let a = ca(&["Root A"], "A1", "Root A");
     let h = write(None, &a, "2026-12-01T08:00:00Z");
     let b = ca(&["Root B"], "B1", "Root B");
-    let d = evaluate(Some(&a), Some(&h), &b, t("2026-12-10T08:00:00Z"), &opts());
+    let d = evaluate(Some(&a), Some(&h), &IstiodServing::default(), &b, t("2026-12-10T08:00:00Z"), &opts());
     assert!(d.blocked_by(Rule::RootNotPropagated) && d.blocked_by(Rule::RootStillAnchoring), "{:?}", d.blocks);
     assert_eq!(d.unblock_at(), None, "waiting alone never makes the swap safe");
     let msg = d.message();
@@ -76,7 +76,7 @@ fn switching_the_intermediate_waits_for_the_new_root_to_propagate() {
     let ab = ca(&["Root A", "Root B"], "A1", "Root A");
     let h = write(Some((&a, Some(&h))), &ab, "2026-12-03T08:00:00Z");
     let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
-    let d = evaluate(Some(&ab), Some(&h), &ab1, t("2026-12-03T09:00:00Z"), &opts());
+    let d = evaluate(Some(&ab), Some(&h), &IstiodServing::default(), &ab1, t("2026-12-03T09:00:00Z"), &opts());
     assert_eq!(d.blocks.len(), 1);
     assert_eq!(d.blocks[0].rule, Rule::RootNotPropagated);
     assert_eq!(d.unblock_at(), Some(t("2026-12-04T08:00:00Z")));
@@ -86,7 +86,9 @@ fn switching_the_intermediate_waits_for_the_new_root_to_propagate() {
         d.message()
     );
     // One second before: still refused; at the time: allowed.
-    assert!(!evaluate(Some(&ab), Some(&h), &ab1, t("2026-12-04T07:59:59Z"), &opts()).allowed());
+    assert!(
+        !evaluate(Some(&ab), Some(&h), &IstiodServing::default(), &ab1, t("2026-12-04T07:59:59Z"), &opts()).allowed()
+    );
     let h2 = write(Some((&ab, Some(&h))), &ab1, "2026-12-04T08:00:00Z");
     let a1 = h2.intermediates.iter().find(|i| i.fingerprint == "fp-A1").unwrap();
     assert_eq!(a1.until, Some(t("2026-12-04T08:00:00Z")));
@@ -101,7 +103,7 @@ fn dropping_the_old_root_waits_for_the_old_intermediates_certificates() {
     let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
     let h = write(Some((&ab, None)), &ab1, "2026-12-04T08:00:00Z");
     let b = ca(&["Root B"], "B1", "Root B");
-    let d = evaluate(Some(&ab1), Some(&h), &b, t("2026-12-04T10:00:00Z"), &opts());
+    let d = evaluate(Some(&ab1), Some(&h), &IstiodServing::default(), &b, t("2026-12-04T10:00:00Z"), &opts());
     assert_eq!(d.blocks.len(), 1, "{:?}", d.blocks);
     assert_eq!(
         d.message(),
@@ -117,7 +119,7 @@ fn dropping_the_old_root_waits_for_the_old_intermediates_certificates() {
 fn dropping_the_root_of_the_live_intermediate_needs_the_switch_first() {
     let ab = ca(&["Root A", "Root B"], "A1", "Root A");
     let b_only_a1 = ca(&["Root B"], "B1", "Root B");
-    let d = evaluate(Some(&ab), None, &b_only_a1, t("2026-12-04T08:00:00Z"), &opts());
+    let d = evaluate(Some(&ab), None, &IstiodServing::default(), &b_only_a1, t("2026-12-04T08:00:00Z"), &opts());
     assert!(d.blocked_by(Rule::RootStillAnchoring));
     assert!(!d.blocked_by(Rule::RootNotPropagated), "B counts as propagated without history");
     assert_eq!(d.blocks[0].safe(), SafeAfter::Step(StepKind::SwitchIntermediate));
@@ -143,15 +145,89 @@ fn zero_trust_propagation_turns_the_waiting_off_but_not_the_structural_rules() {
     let h = write(Some((&ca(&["Root A"], "A1", "Root A"), None)), &ab, "2026-12-01T08:00:00.5Z");
     let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
     let now = t("2026-12-01T08:00:00.6Z");
-    assert!(!evaluate(Some(&ab), Some(&h), &ab1, now, &opts()).allowed());
-    let d = evaluate(Some(&ab), Some(&h), &ab1, now, &zero);
+    assert!(!evaluate(Some(&ab), Some(&h), &IstiodServing::default(), &ab1, now, &opts()).allowed());
+    let d = evaluate(Some(&ab), Some(&h), &IstiodServing::default(), &ab1, now, &zero);
     assert!(d.allowed(), "{}", d.message());
     let b = ca(&["Root B"], "B1", "Root B");
-    let d = evaluate(Some(&ab1), Some(&d.history), &b, now, &zero);
+    let d = evaluate(Some(&ab1), Some(&d.history), &IstiodServing::default(), &b, now, &zero);
     assert!(d.allowed(), "{}", d.message());
     // The one-step swap stays refused.
-    let d = evaluate(Some(&ca(&["Root A"], "A1", "Root A")), None, &b, now, &zero);
+    let d = evaluate(Some(&ca(&["Root A"], "A1", "Root A")), None, &IstiodServing::default(), &b, now, &zero);
     assert!(d.blocked_by(Rule::RootNotPropagated) && d.blocked_by(Rule::RootStillAnchoring));
+}
+
+/// A → A+B written at 08:00 on 2026-12-03, with its history; the switch to B1 is judged against `serving`.
+fn switch_to_b1(serving: &IstiodServing, now: &str, opts: &RotationOptions) -> GateDecision {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let h = write(None, &a, "2026-12-01T08:00:00Z");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let h = write(Some((&a, Some(&h))), &ab, "2026-12-03T08:00:00Z");
+    evaluate(Some(&ab), Some(&h), serving, &ca(&["Root A", "Root B"], "B1", "Root B"), t(now), opts)
+}
+
+#[test]
+fn the_switch_waits_while_a_restart_for_the_new_root_is_owed_however_long_ago_it_was_written() {
+    // The restart patches failed (403, 500) ever since A+B landed: istiod never loaded B, so no workload can
+    // trust it, whatever the time since the write.
+    let owed = IstiodServing { owed: vec!["istiod-canary".into()], ..Default::default() };
+    let d = switch_to_b1(&owed, "2026-12-20T08:00:00Z", &opts());
+    assert_eq!(d.blocks.len(), 1, "{:?}", d.blocks);
+    assert_eq!(d.blocks[0].rule, Rule::RootNotPropagated);
+    assert_eq!(d.blocks[0].safe(), SafeAfter::Step(StepKind::RestartIstiod));
+    assert_eq!(d.unblock_at(), None, "waiting alone does not make it safe");
+    assert_eq!(
+        d.message(),
+        "making intermediate CN=B1 live is not safe before istiod serves its root CN=Root B: istiod (istiod-canary) has not restarted for the roots in cacerts yet (cacerts-sync retries the restart every pass); workloads learn a root from istiod, so --trust-propagation 1day counts from that restart"
+    );
+    // The same when every restart went through but istiod's rollout never loaded B.
+    let stuck = IstiodServing { served: Some(vec!["fp-Root A".into()]), ..Default::default() };
+    let d = switch_to_b1(&stuck, "2026-12-20T08:00:00Z", &opts());
+    assert_eq!(d.blocks[0].safe(), SafeAfter::Step(StepKind::RestartIstiod));
+    assert!(d.message().contains("istio-ca-root-cert does not hold it yet"), "{}", d.message());
+    // A zero --trust-propagation turns this waiting off as well.
+    let zero = RotationOptions { trust_propagation: Duration::ZERO, ..Default::default() };
+    assert!(switch_to_b1(&owed, "2026-12-03T08:00:01Z", &zero).allowed());
+}
+
+#[test]
+fn trust_propagation_counts_from_istiods_restart_when_it_came_after_the_write() {
+    let restarted = t("2026-12-03T20:00:00Z");
+    let serving = IstiodServing {
+        restarted_at: Some(restarted),
+        served: Some(vec!["fp-Root A".into(), "fp-Root B".into()]),
+        ..Default::default()
+    };
+    // 24 h after the write, but 12 h after the restart: refused until 24 h after the restart.
+    let d = switch_to_b1(&serving, "2026-12-04T08:00:00Z", &opts());
+    assert_eq!(d.unblock_at(), Some(t("2026-12-04T20:00:00Z")));
+    assert_eq!(
+        d.message(),
+        "making intermediate CN=B1 live is safe after 2026-12-04T20:00:00Z: its root CN=Root B reached istiod (its restart for the roots in cacerts) less than --trust-propagation 1day ago, and workloads trust a new root only once their certificates renew"
+    );
+    assert!(!switch_to_b1(&serving, "2026-12-04T19:59:59Z", &opts()).allowed());
+    assert!(switch_to_b1(&serving, "2026-12-04T20:00:00Z", &opts()).allowed());
+    // A restart before the write (a record without restart, an older kubectl restart) leaves the write's time.
+    let earlier = IstiodServing { restarted_at: Some(t("2026-12-02T08:00:00Z")), ..Default::default() };
+    assert_eq!(switch_to_b1(&earlier, "2026-12-03T09:00:00Z", &opts()).unblock_at(), Some(t("2026-12-04T08:00:00Z")));
+    assert!(switch_to_b1(&earlier, "2026-12-04T08:00:00Z", &opts()).allowed());
+}
+
+#[test]
+fn istiod_is_consulted_only_for_a_switch_to_a_root_already_in_cacerts() {
+    let a = ca(&["Root A"], "A1", "Root A");
+    let ab = ca(&["Root A", "Root B"], "A1", "Root A");
+    let ab1 = ca(&["Root A", "Root B"], "B1", "Root B");
+    assert!(consults_istiod(Some(&ab), &ab1));
+    assert!(!consults_istiod(Some(&a), &ab), "adding a root");
+    assert!(!consults_istiod(Some(&ab), &ca(&["Root A", "Root B"], "A2", "Root A")), "same anchor");
+    assert!(
+        !consults_istiod(Some(&a), &ca(&["Root B"], "B1", "Root B")),
+        "the root is not in cacerts: a step is missing"
+    );
+    assert!(!consults_istiod(None, &ab1), "first install");
+    // Roots from before the history count as propagated, whatever istiod shows.
+    let owed = IstiodServing { owed: vec!["istiod".into()], ..Default::default() };
+    assert!(evaluate(Some(&ab), None, &owed, &ab1, t("2026-12-03T08:00:00Z"), &opts()).allowed());
 }
 
 #[test]
@@ -297,6 +373,55 @@ mod assessment {
     }
 
     #[test]
+    fn status_waits_for_istiod_before_the_switch_and_counts_from_its_restart() {
+        let (a, b) = (Spec::ca("Root A").issue(None), Spec::ca("Root B").issue(None));
+        let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
+        let mut m = testpki::material(&a, &a1);
+        let old_fp = root_fp(&m);
+        m.root_cert = format!("{}{}", a.pem(), b.pem()).into_bytes();
+        let now = testpki::now();
+        let since = now.checked_sub(jiff::SignedDuration::from_hours(30)).unwrap();
+        let b_fp = crate::bundle::Fingerprint::of(b.der()).to_string();
+        let history = History {
+            v: HISTORY_VERSION,
+            began: since,
+            roots: vec![
+                RootRecord { fingerprint: crate::bundle::Fingerprint::of(a.der()).to_string(), since: None },
+                RootRecord { fingerprint: b_fp.clone(), since: Some(since) },
+            ],
+            intermediates: Vec::new(),
+        };
+        // istiod still recorded for the old bundle A: its restart is owed, 30 h after B was written.
+        let st = assess(&view(m.clone(), Some(&history), Some(a.pem().into()), &old_fp), now, &opts());
+        let next = st.next_step.as_ref().unwrap();
+        assert_eq!((st.phase, next.step), (Phase::NewRootPropagating, StepKind::RestartIstiod));
+        assert!(next.action.contains("istiod (istiod) has not restarted"), "{}", next.action);
+        let b_status = st.roots.iter().find(|r| r.fingerprint == b_fp).unwrap();
+        assert_eq!((b_status.served_by_istiod, b_status.trusted_after), (Some(false), None));
+        assert!(st.render_text().contains("not served by istiod yet"), "{}", st.render_text());
+
+        // Restarted for A+B 6 h ago and serving it: the switch is safe 24 h after that restart.
+        let restart = now.checked_sub(jiff::SignedDuration::from_hours(6)).unwrap();
+        let mut v = view(m, Some(&history), Some(format!("{}{}", a.pem(), b.pem())), &root_fp_of_ab(&a, &b));
+        v.istiod[0].restarted_at = Some(format_time(restart));
+        let st = assess(&v, now, &opts());
+        // restartedAt has whole seconds, so the clock starts a second later: no gate opens early.
+        let counted_from = plus(restart, Duration::from_secs(1));
+        let next = st.next_step.as_ref().unwrap();
+        assert_eq!(next.step, StepKind::SwitchIntermediate);
+        assert_eq!(next.earliest, Some(plus(counted_from, 24 * HOUR)));
+        let b_status = st.roots.iter().find(|r| r.fingerprint == b_fp).unwrap();
+        assert_eq!((b_status.served_by_istiod, b_status.trust_counts_from), (Some(true), Some(counted_from)));
+        // The pass's gate agrees with status (one read model).
+        let serving = IstiodServing::from_view(&v);
+        assert_eq!((serving.owed.len(), serving.restarted_at), (0, Some(counted_from)));
+    }
+
+    fn root_fp_of_ab(a: &testpki::Ca, b: &testpki::Ca) -> String {
+        crate::bundle::root_fingerprint(format!("{}{}", a.pem(), b.pem()).as_bytes()).unwrap().to_string()
+    }
+
+    #[test]
     fn the_json_field_names_are_the_documented_ones() {
         let a = Spec::ca("Root A").issue(None);
         let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
@@ -332,9 +457,16 @@ mod assessment {
         sorted.sort_unstable();
         assert_eq!(keys, sorted, "serde_json sorts keys");
         let root = json["roots"][0].as_object().unwrap();
-        for k in
-            ["subject", "fingerprint", "not_after", "in_cacerts_since", "trusted_after", "anchors_live_intermediate"]
-        {
+        for k in [
+            "subject",
+            "fingerprint",
+            "not_after",
+            "in_cacerts_since",
+            "trust_counts_from",
+            "trusted_after",
+            "served_by_istiod",
+            "anchors_live_intermediate",
+        ] {
             assert!(root.contains_key(k), "roots[].{k}");
         }
         for k in ["subject", "fingerprint", "not_after", "anchor", "live_since"] {

@@ -4,8 +4,9 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::bundle::{self, RawMaterial, Report, ValidationOptions};
+use crate::observe::ClusterView;
 use crate::restart::{Baseline, Observed};
-use crate::rotation::{self, CaFacts, GateDecision, HISTORY_ANNOTATION, History, RotationOptions};
+use crate::rotation::{self, CaFacts, GateDecision, HISTORY_ANNOTATION, History, IstiodServing, RotationOptions};
 use crate::sink::secret::material_of;
 
 use super::{Known, PassError, Syncer, Target, secret_ref};
@@ -21,7 +22,10 @@ impl Syncer {
         known: &Known,
     ) -> Result<Option<GateDecision>, PassError> {
         let Target::Secret { .. } = &self.target else { return Ok(None) };
-        let decision = judge(current, next, report, jiff::Timestamp::now(), &self.config.rotation);
+        let now = jiff::Timestamp::now();
+        let Some(change) = Change::of(current, next, report, now) else { return Ok(None) };
+        let serving = self.serving(current, &change, known).await?;
+        let decision = Some(change.judge(current, &serving, now, &self.config.rotation));
         if let Some(d) = decision.as_ref().filter(|d| !d.allowed()) {
             if !self.config.allow_unsafe_rotation {
                 return Err(self.refuse(d.clone(), current, known).await);
@@ -29,6 +33,27 @@ impl Syncer {
             tracing::warn!(blocked_by = %rules(d), "writing a rotation step the time gates refuse (--allow-unsafe-rotation): {}", d.message());
         }
         Ok(decision)
+    }
+
+    /// What the cluster shows of istiod serving the roots in `cacerts`, read only for the one change whose rule
+    /// consults it (an intermediate under another root going live) and only when cacerts-sync restarts istiod
+    /// (with `--no-restart` its records would be stale, so nothing is known).
+    async fn serving(
+        &self,
+        current: Option<&Secret>,
+        change: &Change,
+        known: &Known,
+    ) -> Result<IstiodServing, PassError> {
+        let Target::Secret { sink, restarter: Some(restarter), .. } = &self.target else {
+            return Ok(IstiodServing::default());
+        };
+        if !rotation::consults_istiod(change.current.as_ref(), &change.next) {
+            return Ok(IstiodServing::default());
+        }
+        let observed = Observed { deployments: known.deployments.clone(), istiod_roots: known.istiod_roots.clone() };
+        let (deployments, configmap) = restarter.observe(observed).await?;
+        let view = ClusterView::from_objects(sink.namespace(), sink.name(), current, &deployments, configmap.as_ref());
+        Ok(IstiodServing::from_view(&view))
     }
 
     /// A refused change: publish why, complete the restarts owed for `cacerts` as it is, and return the error.
@@ -72,25 +97,48 @@ pub fn recorded_annotation(secret: Option<&Secret>) -> Option<String> {
     secret?.metadata.annotations.as_ref()?.get(HISTORY_ANNOTATION).cloned()
 }
 
-/// The gates' verdict on writing `next` over `current`. `None` when the four keys are unchanged: nothing to
-/// judge, and the history stays as it is.
-pub fn judge(
-    current: Option<&Secret>,
-    next: &RawMaterial,
-    next_report: &Report,
-    now: jiff::Timestamp,
-    opts: &RotationOptions,
-) -> Option<GateDecision> {
-    let current_material = current.map(material_of);
-    if current_material.as_ref() == Some(next) {
-        return None;
+/// A change of the four keys, as the gates see it.
+pub struct Change {
+    /// The facts of the current `cacerts` (`None`: none, or its roots don't parse).
+    pub current: Option<CaFacts>,
+    pub next: CaFacts,
+}
+
+impl Change {
+    /// `None` when the four keys are unchanged (nothing to judge, and the history stays as it is) or the next
+    /// roots don't parse.
+    pub fn of(
+        current: Option<&Secret>,
+        next: &RawMaterial,
+        next_report: &Report,
+        now: jiff::Timestamp,
+    ) -> Option<Self> {
+        let current_material = current.map(material_of);
+        if current_material.as_ref() == Some(next) {
+            return None;
+        }
+        let next = CaFacts::from_report(next_report)?;
+        // Validity windows don't matter here, only which certificates the current cacerts holds.
+        let current = current_material.as_ref().and_then(|m| {
+            CaFacts::from_report(&bundle::validate(
+                m,
+                &ValidationOptions { now, expiry_warning: Default::default() },
+                None,
+            ))
+        });
+        Some(Self { current, next })
     }
-    let next_facts = CaFacts::from_report(next_report)?;
-    // Validity windows don't matter here, only which certificates the current cacerts holds.
-    let current_facts = current_material.as_ref().and_then(|m| {
-        CaFacts::from_report(&bundle::validate(m, &ValidationOptions { now, expiry_warning: Default::default() }, None))
-    });
-    Some(rotation::evaluate(current_facts.as_ref(), recorded(current).as_ref(), &next_facts, now, opts))
+
+    /// The gates' verdict on writing it over `current` (the Secret, for its recorded history).
+    pub fn judge(
+        &self,
+        current: Option<&Secret>,
+        serving: &IstiodServing,
+        now: jiff::Timestamp,
+        opts: &RotationOptions,
+    ) -> GateDecision {
+        rotation::evaluate(self.current.as_ref(), recorded(current).as_ref(), serving, &self.next, now, opts)
+    }
 }
 
 /// The history recorded on a `cacerts` Secret.

@@ -18,14 +18,15 @@ use kube::api::{Api, ListParams};
 
 use crate::bundle::RawMaterial;
 use crate::config::IstiodSelector;
+use crate::istiod_roots;
 use crate::k8s::{KubeError, RESTARTED_AT_ANNOTATION};
 use crate::restart::{recorded_fingerprint, rollout_progress};
 use crate::sink::secret::{is_managed, material_of};
 
-/// The ConfigMap istiod writes into every namespace with the roots it serves.
-pub const ROOT_CERT_CONFIGMAP: &str = "istio-ca-root-cert";
+/// The ConfigMap istiod writes into every namespace with the roots it serves ([`istiod_roots::CONFIGMAP`]).
+pub const ROOT_CERT_CONFIGMAP: &str = istiod_roots::CONFIGMAP;
 /// Its key.
-pub const ROOT_CERT_CONFIGMAP_KEY: &str = "root-cert.pem";
+pub const ROOT_CERT_CONFIGMAP_KEY: &str = istiod_roots::KEY;
 
 /// Which objects to read.
 #[derive(Clone, Debug)]
@@ -114,20 +115,14 @@ impl ClusterView {
 pub async fn read(client: kube::Client, target: &Target) -> Result<ClusterView, KubeError> {
     let ns = &target.namespace;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let deployments: Api<Deployment> = Api::namespaced(client, ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let secret = async {
         secrets
             .get_opt(&target.secret)
             .await
             .map_err(|e| KubeError::new(format!("get secret {ns}/{}", target.secret), e))
     };
-    let configmap = async {
-        configmaps
-            .get_opt(ROOT_CERT_CONFIGMAP)
-            .await
-            .map_err(|e| KubeError::new(format!("get configmap {ns}/{ROOT_CERT_CONFIGMAP}"), e))
-    };
+    let configmap = istiod_roots::get(&client, ns);
     let istiod = async {
         match &target.istiod {
             IstiodSelector::Label(selector) => deployments

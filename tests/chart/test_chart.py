@@ -286,12 +286,12 @@ def test_check_root_only_runs_check_root_with_target_and_restart_flags_only() ->
     assert container(objs)["args"] == [
         "--log-format=json",
         "check-root",
-        "--timeout=3m",
+        "--timeout=1m",
         "--namespace=istio-system",
         "--secret=cacerts",
         "--istiod-selector=app=istiod,istio.io/rev",
         "--wait",
-        "--wait-timeout=10m",
+        "--wait-timeout=3m",
     ]
     cj = one(objs, "CronJob")["spec"]
     assert cj["schedule"] == "*/5 * * * *"
@@ -524,10 +524,17 @@ def test_a_job_deadline_shorter_than_a_run_fails_the_render(values: dict[str, An
         objects(merged(BASE, values))
 
 
-def test_check_root_has_no_jitter_in_its_deadline() -> None:
-    # 3m + 10m of wait on a 540 s deadline: check-root keeps rendering as before (not checked).
-    objs = objects(render.load_values(render.VALUES_DIR / "cron-check-root.yaml"))
-    assert one(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 540
+def test_check_root_deadline_covers_timeout_and_wait_without_jitter() -> None:
+    check_root = render.load_values(render.VALUES_DIR / "cron-check-root.yaml")
+    # 60 s + 180 s of wait fit its 280 s; the default cron.jitter (2m) does not count: check-root takes none.
+    objs = objects(check_root)
+    assert one(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 280
+    assert objects(merged(check_root, {"cron": {"activeDeadlineSeconds": 240}}))
+    message = "cron.activeDeadlineSeconds=280 is shorter than a run: cron.jitter (0s) + timeout (180s) + waitTimeout (600s, when wait is on) = 780s"
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        objects(merged(check_root, {"timeout": "3m", "waitTimeout": "10m"}))
+    with pytest.raises(helm.HelmRenderError, match=re.escape("= 241s")):
+        objects(merged(check_root, {"timeout": "61s", "cron": {"activeDeadlineSeconds": 240}}))
 
 
 def test_cron_mode_sets_no_grace_period() -> None:

@@ -395,15 +395,17 @@ Cron mode's Job activeDeadlineSeconds. A `sync` run sleeps up to cron.jitter, th
 --timeout, then --wait follows the rollouts for up to --wait-timeout: the deadline must cover all of it, or the
 Job controller kills a run that the tool would still have finished (or reported) on its own. A value below the
 sum fails the render. The deadline counts from the Job's start, so pod scheduling and the image pull come on
-top. (check-root is not checked here: it has no jitter, and it renders as before.)
+top. check-root is checked the same way, without jitter (it takes none).
 */}}
 {{- define "cacerts-sync.activeDeadlineSeconds" -}}
 {{- $v := .Values }}
 {{- $set := int $v.cron.activeDeadlineSeconds }}
-{{- if eq (include "cacerts-sync.subcommand" .) "sync" }}
+{{- if eq $v.mode "cron" }}
 {{- $jitter := 0 }}
+{{- if eq (include "cacerts-sync.subcommand" .) "sync" }}
 {{- with $v.cron.jitter }}
 {{- $jitter = include "cacerts-sync.durationSeconds" (dict "name" "cron.jitter" "value" .) | atoi }}
+{{- end }}
 {{- end }}
 {{- $timeout := include "cacerts-sync.durationSeconds" (dict "name" "timeout" "value" (default "2m" $v.timeout)) | atoi }}
 {{- $wait := 0 }}

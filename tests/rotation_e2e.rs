@@ -91,6 +91,17 @@ async fn assert_refused(env: &Env, trust_propagation: &str, expect: &[String]) -
     message
 }
 
+/// Two revisions with A/A1 synced (one rollout each), and roots A, B with intermediates A1, B1.
+async fn synced_a1() -> (Env, [Root; 2], [Intermediate; 2]) {
+    let env = Env::start().await;
+    canary(&env);
+    let (a, b) = (env.pki.root_a(), env.pki.root_b());
+    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
+    upload(&env, &[&a], &a1);
+    assert_eq!(env.sync(&[]).await.code, 0);
+    (env, [a, b], [a1, b1])
+}
+
 fn upload(env: &Env, roots: &[&Root], inter: &Intermediate) -> PluginCa {
     let ca = env.pki.plugin_ca(roots, inter);
     env.upload(&ca);
@@ -244,12 +255,7 @@ async fn the_runbook_is_refused_step_by_step_until_safe_and_status_names_the_nex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_unsafe_rotation_writes_each_refused_step_with_a_warning_event() {
-    let env = Env::start().await;
-    canary(&env);
-    let (a, b) = (env.pki.root_a(), env.pki.root_b());
-    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
-    upload(&env, &[&a], &a1);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    let (env, [a, b], [a1, b1]) = synced_a1().await;
     upload(&env, &[&a, &b], &a1);
     assert_eq!(env.sync(&[]).await.code, 0);
     assert_eq!(generations(&env), vec![3, 3]);
@@ -353,12 +359,7 @@ impl Watch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_pass_still_completes_the_restarts_owed_for_cacerts_as_it_is() {
-    let env = Env::start().await;
-    canary(&env);
-    let (a, b) = (env.pki.root_a(), env.pki.root_b());
-    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
-    upload(&env, &[&a], &a1);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    let (env, [a, b], [a1, b1]) = synced_a1().await;
     assert_eq!(generations(&env), vec![2, 2]);
     // Another writer puts A+B into cacerts; istiod still runs A (its recorded fingerprint says so).
     let ab = env.pki.plugin_ca(&[&a, &b], &a1);
@@ -384,12 +385,7 @@ async fn a_refused_pass_still_completes_the_restarts_owed_for_cacerts_as_it_is()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_switch_waits_for_istiod_to_serve_the_new_root_when_its_restart_keeps_failing() {
     use cacerts_testkit::kube::Fault;
-    let env = Env::start().await;
-    canary(&env);
-    let (a, b) = (env.pki.root_a(), env.pki.root_b());
-    let (a1, b1) = (intermediate(&env, &a, "Intermediate A1"), intermediate(&env, &b, "Intermediate B1"));
-    upload(&env, &[&a], &a1);
-    assert_eq!(env.sync(&[]).await.code, 0);
+    let (env, [a, b], [a1, b1]) = synced_a1().await;
     istiod_loaded(&env);
     assert_eq!(generations(&env), vec![2, 2]);
 

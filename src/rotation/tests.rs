@@ -341,14 +341,26 @@ mod assessment {
         assert!(st.roots.is_empty());
     }
 
-    #[test]
-    fn a_new_root_propagates_until_its_time_and_then_the_switch_is_safe() {
+    /// A+B with A1 live: root B written `hours_ago` before [`testpki::now`], A from before the history.
+    struct NewRootB {
+        a: testpki::Ca,
+        b: testpki::Ca,
+        /// A/A1 (the bundle before B).
+        before: RawMaterial,
+        /// A+B/A1.
+        m: RawMaterial,
+        since: jiff::Timestamp,
+        b_fp: String,
+        history: History,
+    }
+
+    fn new_root_b(hours_ago: i64) -> NewRootB {
         let (a, b) = (Spec::ca("Root A").issue(None), Spec::ca("Root B").issue(None));
         let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
-        let mut m = testpki::material(&a, &a1);
+        let before = testpki::material(&a, &a1);
+        let mut m = before.clone();
         m.root_cert = format!("{}{}", a.pem(), b.pem()).into_bytes();
-        let now = testpki::now();
-        let since = now.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+        let since = testpki::now().checked_sub(jiff::SignedDuration::from_hours(hours_ago)).unwrap();
         let b_fp = crate::bundle::Fingerprint::of(b.der()).to_string();
         let history = History {
             v: HISTORY_VERSION,
@@ -359,6 +371,13 @@ mod assessment {
             ],
             intermediates: Vec::new(),
         };
+        NewRootB { a, b, before, m, since, b_fp, history }
+    }
+
+    #[test]
+    fn a_new_root_propagates_until_its_time_and_then_the_switch_is_safe() {
+        let NewRootB { m, since, b_fp, history, .. } = new_root_b(1);
+        let now = testpki::now();
         let fp = root_fp(&m);
         let st = assess(&view(m.clone(), Some(&history), None, &fp), now, &opts());
         assert!(st.healthy, "no istio-ca-root-cert is not a problem: {:?}", st.problems);
@@ -374,23 +393,9 @@ mod assessment {
 
     #[test]
     fn status_waits_for_istiod_before_the_switch_and_counts_from_its_restart() {
-        let (a, b) = (Spec::ca("Root A").issue(None), Spec::ca("Root B").issue(None));
-        let a1 = Spec::ca("Intermediate A1").issue(Some(&a));
-        let mut m = testpki::material(&a, &a1);
-        let old_fp = root_fp(&m);
-        m.root_cert = format!("{}{}", a.pem(), b.pem()).into_bytes();
+        let NewRootB { a, b, before, m, b_fp, history, .. } = new_root_b(30);
+        let old_fp = root_fp(&before);
         let now = testpki::now();
-        let since = now.checked_sub(jiff::SignedDuration::from_hours(30)).unwrap();
-        let b_fp = crate::bundle::Fingerprint::of(b.der()).to_string();
-        let history = History {
-            v: HISTORY_VERSION,
-            began: since,
-            roots: vec![
-                RootRecord { fingerprint: crate::bundle::Fingerprint::of(a.der()).to_string(), since: None },
-                RootRecord { fingerprint: b_fp.clone(), since: Some(since) },
-            ],
-            intermediates: Vec::new(),
-        };
         // istiod still recorded for the old bundle A: its restart is owed, 30 h after B was written.
         let st = assess(&view(m.clone(), Some(&history), Some(a.pem().into()), &old_fp), now, &opts());
         let next = st.next_step.as_ref().unwrap();
@@ -402,7 +407,8 @@ mod assessment {
 
         // Restarted for A+B 6 h ago and serving it: the switch is safe 24 h after that restart.
         let restart = now.checked_sub(jiff::SignedDuration::from_hours(6)).unwrap();
-        let mut v = view(m, Some(&history), Some(format!("{}{}", a.pem(), b.pem())), &root_fp_of_ab(&a, &b));
+        let ab_fp = root_fp(&m);
+        let mut v = view(m, Some(&history), Some(format!("{}{}", a.pem(), b.pem())), &ab_fp);
         v.istiod[0].restarted_at = Some(format_time(restart));
         let st = assess(&v, now, &opts());
         // restartedAt has whole seconds, so the clock starts a second later: no gate opens early.
@@ -415,10 +421,6 @@ mod assessment {
         // The pass's gate agrees with status (one read model).
         let serving = IstiodServing::from_view(&v);
         assert_eq!((serving.owed.len(), serving.restarted_at), (0, Some(counted_from)));
-    }
-
-    fn root_fp_of_ab(a: &testpki::Ca, b: &testpki::Ca) -> String {
-        crate::bundle::root_fingerprint(format!("{}{}", a.pem(), b.pem()).as_bytes()).unwrap().to_string()
     }
 
     #[test]

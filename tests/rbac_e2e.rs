@@ -3,6 +3,8 @@
 //! chart's Role rendered by real Helm for watch mode), the way the API server's RBAC authorizer would.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -219,6 +221,42 @@ async fn with_named_istiod_deployments_the_charts_role_patches_only_those() {
     let run = env.sync_as(&kubeconfig, &["--istiod-deployment", "not-istiod"]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(env.generation("not-istiod"), 1, "never patched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_mode_with_named_istiod_deployments_lists_and_watches_them_by_name_only() {
+    let env = Env::start().await;
+    env.istiod("istiod-1-22", "1-22");
+    env.istiod("not-istiod", "other");
+    let values = env.path("named-watch.yaml");
+    std::fs::write(&values, "restart: true\nistiodDeployments: [istiod-1-22]\n").unwrap();
+    let role = chart_role(&[&repo().join("tests/chart/values/watch-single.yaml"), &values]);
+    for rule in role.rules.iter().flatten().filter(|r| r.resources.iter().flatten().any(|x| x == "deployments")) {
+        assert_eq!(rule.resource_names.as_deref(), Some(&["istiod-1-22".to_string()][..]), "by name: {rule:?}");
+    }
+    let kubeconfig = env.limited_kubeconfig("chart-named-watch-role", rules_of(&role));
+    let (_a, ca) = env.pki.valid_plugin_ca();
+    env.upload(&ca);
+
+    let mut watch =
+        daemon::watch(&env, "named", Some(&kubeconfig), &["--interval", "1h", "--istiod-deployment", "istiod-1-22"]);
+    // Ready means every watch cache synced: the Deployment's list and watch went through the Role.
+    let ready =
+        daemon::wait_until(Duration::from_secs(30), async || watch.ready().await && env.generation("istiod-1-22") == 2)
+            .await;
+    assert!(ready, "watch did not get ready and restart the named Deployment: {}", watch.logs());
+    assert_eq!(env.generation("not-istiod"), 1, "never patched");
+    let requests = env.kube.requests();
+    let watched = requests.iter().any(|r| {
+        r.is_watch && r.path.ends_with("/deployments") && r.query.contains("fieldSelector=metadata.name%3Distiod-1-22")
+    });
+    assert!(watched, "the Deployment is watched with a field selector on its name");
+    let refused: Vec<_> =
+        requests.iter().filter(|r| r.status == 403).map(|r| format!("{} {}?{}", r.method, r.path, r.query)).collect();
+    watch.signal("TERM");
+    watch.wait_exit(Duration::from_secs(10)).await;
+    env.assert_no_key_bytes(&watch.logs());
+    assert!(refused.is_empty(), "requests refused by the chart's Role: {refused:?}");
 }
 
 fn free_port() -> u16 {

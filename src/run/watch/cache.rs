@@ -2,10 +2,11 @@
 //! ConfigMap `istio-ca-root-cert` istiod publishes its roots in, each feeding a reflector store, so a pass
 //! reads the cluster from memory instead of polling.
 //!
-//! Costs and permissions: after the initial LIST of each, the API server pushes changes over two long-lived
+//! Costs and permissions: after the initial LIST of each, the API server pushes changes over long-lived
 //! watches (`secrets` with `fieldSelector=metadata.name=<secret>`, `deployments` with the istiod label
-//! selector, or every Deployment of the namespace filtered by name for `--istiod-deployment`). That needs
-//! `list` and `watch` on both. The ConfigMap watch (`configmaps` with
+//! selector, or one watch per `--istiod-deployment` with `fieldSelector=metadata.name=<name>`). That needs
+//! `list` and `watch` on both; a watch by field selector on the name is authorized by a Role rule with
+//! `resourceNames`, so named Deployments need no rule on every Deployment. The ConfigMap watch (`configmaps` with
 //! `fieldSelector=metadata.name=istio-ca-root-cert` in istiod's namespace) needs `list` and `watch` on
 //! configmaps; it is advisory: while it is not synced, readiness does not wait for it and a first contact reads
 //! the ConfigMap with one GET. The watcher uses the classic LIST-then-WATCH strategy (kube's default,
@@ -41,7 +42,8 @@ pub struct Cache {
     namespace: String,
     secret_name: String,
     secret: Watched<Secret>,
-    deployments: Option<Watched<Deployment>>,
+    /// One watch for a label selector, one per name for `--istiod-deployment`.
+    deployments: Option<Vec<Watched<Deployment>>>,
     /// `istio-ca-root-cert` in istiod's namespace (when restarts are on), and that namespace.
     istiod_roots: Option<(String, Watched<ConfigMap>)>,
     /// Notified on every change to `istio-ca-root-cert`.
@@ -61,7 +63,6 @@ impl Cache {
             let watched = spawn_watch(
                 Api::<ConfigMap>::namespaced(client.clone(), ns),
                 watcher::Config::default().fields(&format!("metadata.name={}", istiod_roots::CONFIGMAP)),
-                |_| true,
                 vec![roots_changed.clone()],
                 Arc::new(Notify::new()),
                 format!("configmap {ns}/{}", istiod_roots::CONFIGMAP),
@@ -75,7 +76,6 @@ impl Cache {
         let secret_watch = spawn_watch(
             Api::<Secret>::namespaced(client.clone(), namespace),
             secret_config,
-            |_| true,
             vec![secret_changed.clone()],
             synced_changed.clone(),
             format!("secret {namespace}/{secret}"),
@@ -83,25 +83,25 @@ impl Cache {
         let deployments = istiod.map(|selector| {
             let api = Api::<Deployment>::namespaced(client, namespace);
             match selector {
-                IstiodSelector::Label(labels) => spawn_watch(
+                IstiodSelector::Label(labels) => vec![spawn_watch(
                     api,
                     watcher::Config::default().labels(labels),
-                    |_| true,
                     vec![],
                     synced_changed.clone(),
                     format!("istiod deployments in {namespace} ({labels})"),
-                ),
-                IstiodSelector::Names(names) => {
-                    let names = names.clone();
-                    spawn_watch(
-                        api,
-                        watcher::Config::default(),
-                        move |d: &Deployment| d.metadata.name.as_ref().is_some_and(|n| names.contains(n)),
-                        vec![],
-                        synced_changed.clone(),
-                        format!("istiod deployments in {namespace} (by name)"),
-                    )
-                }
+                )],
+                IstiodSelector::Names(names) => names
+                    .iter()
+                    .map(|name| {
+                        spawn_watch(
+                            api.clone(),
+                            watcher::Config::default().fields(&format!("metadata.name={name}")),
+                            vec![],
+                            synced_changed.clone(),
+                            format!("deployment {namespace}/{name}"),
+                        )
+                    })
+                    .collect(),
             }
         });
         Self {
@@ -144,7 +144,7 @@ impl Cache {
     /// Whether every store reflects a completed LIST.
     pub fn is_synced(&self) -> bool {
         self.secret.synced.load(Ordering::Acquire)
-            && self.deployments.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
+            && self.deployments.iter().flatten().all(|d| d.synced.load(Ordering::Acquire))
     }
 
     /// The Secret as last seen: `None` if the store is not synced, `Some(None)` if it does not exist.
@@ -158,11 +158,12 @@ impl Cache {
 
     /// What a pass may use instead of reading the API server.
     pub fn known(&self) -> Known {
-        let deployments = self.deployments.as_ref().filter(|d| d.synced.load(Ordering::Acquire)).map(|d| {
-            let mut list: Vec<Deployment> = d.store.state().iter().map(|d| (**d).clone()).collect();
-            list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            list
-        });
+        let deployments =
+            self.deployments.as_ref().filter(|ws| ws.iter().all(|w| w.synced.load(Ordering::Acquire))).map(|ws| {
+                let mut list: Vec<Deployment> = ws.iter().flat_map(|w| w.store.state()).map(|d| (*d).clone()).collect();
+                list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                list
+            });
         Known { secret: self.secret(), deployments, istiod_roots: self.istiod_roots() }
     }
 }
@@ -170,7 +171,6 @@ impl Cache {
 fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
-    keep: impl Fn(&K) -> bool + Send + 'static,
     on_change: Vec<Arc<Notify>>,
     on_synced: Arc<Notify>,
     what: String,
@@ -198,13 +198,6 @@ where
                 }
             };
             failing = false;
-            let relevant = match &event {
-                watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => keep(o),
-                watcher::Event::Init | watcher::Event::InitDone => true,
-            };
-            if !relevant {
-                continue;
-            }
             // managedFields can be larger than the object itself and no decision reads them.
             let event = event.modify(|o| o.meta_mut().managed_fields = None);
             writer.apply_watcher_event(&event);

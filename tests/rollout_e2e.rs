@@ -172,7 +172,9 @@ async fn first_contact_restarts_istiod_that_serves_its_self_signed_root() {
     let env = Env::start().await;
     env.kube.simulate_istiod_roots(true);
     canary(&env);
-    // istiod started without cacerts: it serves its self-signed root.
+    // istiod started without cacerts: it serves its self-signed root. Both revisions' pods must have started
+    // (each publishes what it loaded at start) before cacerts appears, or a late one would load cacerts.
+    rolled_out(&env).await;
     assert!(wait_until(Duration::from_secs(10), || published_roots(&env).is_some()).await);
     let (_a, ca) = env.pki.valid_plugin_ca();
     assert_ne!(published_roots(&env).unwrap(), ca.root_cert);

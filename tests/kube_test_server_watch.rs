@@ -139,13 +139,7 @@ async fn events_published_through_events_k8s_io_are_stored_as_core_events() {
     let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
     let recorder = Recorder::new(client, Reporter { controller: "cacerts-sync".into(), instance: None });
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Secret".into()),
-        name: Some("cacerts".into()),
-        namespace: Some("istio-system".into()),
-        ..Default::default()
-    };
+    let reference = cacerts_ref();
     let ev = Event {
         type_: EventType::Normal,
         reason: "Synced".into(),
@@ -201,13 +195,7 @@ async fn events_are_validated_like_the_apiserver_does() {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let server = KubeTestServer::start_seeded(&["istio-system"]).await;
     let client = admin_client(&server).await;
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Secret".into()),
-        name: Some("cacerts".into()),
-        namespace: Some("istio-system".into()),
-        ..Default::default()
-    };
+    let reference = cacerts_ref();
     // A note longer than 1024 bytes is rejected (events.k8s.io validates `note` as the core `message`).
     let recorder = Recorder::new(client.clone(), Reporter { controller: "cacerts-sync".into(), instance: None });
     let long = Event {
@@ -313,4 +301,15 @@ async fn a_simulated_istiod_publishes_cacerts_roots_after_a_rollout_and_its_own_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(now.as_deref(), Some(root), "restarted pods publish cacerts' root-cert.pem");
+}
+
+/// The `cacerts` Secret in istio-system, as Events refer to it.
+fn cacerts_ref() -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        name: Some("cacerts".into()),
+        namespace: Some("istio-system".into()),
+        ..Default::default()
+    }
 }

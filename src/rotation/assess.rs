@@ -264,6 +264,7 @@ pub fn assess(view: &ClusterView, now: jiff::Timestamp, opts: &RotationOptions) 
                 TrustClock::BeforeHistory | TrustClock::Pending(_) => None,
             };
             let in_configmap = serving.served.as_ref().map(|s| s.contains(&r.fingerprint));
+            let pending = matches!(clock, TrustClock::Pending(_));
             if let TrustClock::Pending(why) = clock {
                 not_served.push((r.fingerprint.clone(), why));
             }
@@ -274,11 +275,7 @@ pub fn assess(view: &ClusterView, now: jiff::Timestamp, opts: &RotationOptions) 
                 in_cacerts_since: since,
                 trust_counts_from: from,
                 trusted_after: from.map(|s| plus(s, opts.trust_propagation)),
-                served_by_istiod: if not_served.last().is_some_and(|(f, _)| *f == r.fingerprint) {
-                    Some(false)
-                } else {
-                    in_configmap
-                },
+                served_by_istiod: if pending { Some(false) } else { in_configmap },
                 anchors_live_intermediate: live_anchor.as_deref() == Some(r.fingerprint.as_str()),
             }
         })
